@@ -1,0 +1,56 @@
+"""Type stub of the native engine module (Rust, PyO3). Kept honest by mypy.stubtest.
+
+Array conventions: score volumes are (Z, Y, X) float16/float32/float64 arrays in any memory
+layout, or paths of ``.npy`` files that the engine memory-maps itself. Boxes are
+``(z, y, x, dz, dy, dx)`` tuples of voxel starts and sizes.
+"""
+
+from collections.abc import Sequence
+from os import PathLike
+
+import numpy as np
+import numpy.typing as npt
+
+ScoreSource = npt.NDArray[np.floating] | str | PathLike[str]
+Box = tuple[int, int, int, int, int, int]
+# (z, y, x, dz, dy, dx, mean, key): start, clipped size, exact box mean (float64) and the
+# ranking key (the mean, or ln(mean) + Gumbel/beta under power sampling).
+Taken = tuple[int, int, int, int, int, int, float, float]
+# (beta, seed, stream): power sampling with Gumbel(0, 1)/beta noise drawn from the
+# counter-based generator keyed by (seed, stream, candidate index). None ranks by the mean.
+Noise = tuple[float, int, int] | None
+
+__version__: str
+
+def select_strata(
+    volumes: Sequence[Sequence[ScoreSource]],
+    patch_size: tuple[int, int, int],
+    stride: tuple[int, int, int],
+    quotas: Sequence[Sequence[int]],
+    noise: Sequence[Sequence[Noise]],
+    annotated: Sequence[Sequence[Box]],
+) -> list[list[list[Taken]]]:
+    """Greedy, overlap-free selection for several volumes, in parallel, GIL released.
+
+    For volume ``v`` the maps ``volumes[v][k]`` are processed in the given order ``k``; map
+    ``k`` takes up to ``quotas[v][k]`` candidates, best key first (ties: lower C-order
+    candidate index first), skipping every candidate that overlaps ``annotated[v]`` or a patch
+    already taken for volume ``v`` by this call (any map). All maps of a volume share its
+    shape. Returns ``result[v][k]`` = the patches taken for map ``k``, in the order taken.
+    """
+
+def box_means(
+    scores: ScoreSource,
+    patch_size: tuple[int, int, int],
+    stride: tuple[int, int, int],
+) -> npt.NDArray[np.float64]:
+    """Box mean of every candidate, float64 (nz, ny, nx) over the stride grid."""
+
+def stream_id(case: str, loop: int, stratum: int) -> int:
+    """Stable 64-bit noise stream key for (case, loop, stratum)."""
+
+def gumbel(seed: int, stream: int, indices: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Gumbel(0, 1) draws of the counter-based generator for the given candidate indices."""
+
+def num_threads() -> int:
+    """Threads in the engine's pool (``CLASP_RS_NUM_THREADS``, default: all cores)."""

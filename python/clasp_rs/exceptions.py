@@ -1,0 +1,47 @@
+"""The exceptions clasp-rs raises. Each also derives from the builtin a caller would expect.
+
+The native engine raises these classes too (it imports this module when it maps an error),
+so ``except clasp_rs.ClaspError`` catches everything clasp-rs reports on purpose.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClaspError",
+    "InvalidScoresError",
+    "InvalidPatchError",
+    "NpyFormatError",
+    "InvalidProbabilitiesError",
+    "LoopFileError",
+    "DatasetError",
+]
+
+
+class ClaspError(Exception):
+    """Base class of every error clasp-rs raises on purpose."""
+
+
+class InvalidScoresError(ClaspError, ValueError):
+    """A score volume is unusable: wrong dimensionality or dtype, NaN/inf, negative values
+    where power sampling needs non-negative ones, or maps of one volume with different shapes."""
+
+
+class InvalidPatchError(ClaspError, ValueError):
+    """A patch size, stride, count or annotated box is invalid."""
+
+
+class NpyFormatError(ClaspError, ValueError):
+    """A ``.npy`` file is corrupt, truncated, or of an unsupported dtype or byte order."""
+
+
+class InvalidProbabilitiesError(ClaspError, ValueError):
+    """Class probabilities are not a distribution (negative, NaN, sums far from 1) or do not
+    agree between folds (cases, shapes)."""
+
+
+class LoopFileError(ClaspError, ValueError):
+    """A ``loop_NNN.json`` file is corrupt or names something that does not exist."""
+
+
+class DatasetError(ClaspError, ValueError):
+    """An nnU-Net dataset or experiment folder is incomplete or inconsistent."""
