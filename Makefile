@@ -1,0 +1,52 @@
+# One place for the commands CI and developers run. .ci/run calls `make lint` and `make test`.
+PYTHON ?= python
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install build test test-rust test-python lint format bench clean
+
+## install: the package in editable mode with every extra needed to test and lint it
+install:
+	@$(PIP) show maturin >/dev/null 2>&1 || $(PIP) install "maturin>=1.7,<2"
+	$(PIP) install -e ".[dev]" --no-build-isolation
+
+## build: rebuild the native module in place after changing src/
+build:
+	$(PIP) install -e . --no-build-isolation --no-deps
+
+## test: the engine's cargo tests (no libpython) and the whole pytest suite
+test: test-rust test-python
+
+test-rust:
+	cargo test
+
+test-python:
+	$(PYTHON) -m pytest
+
+## lint: formatting, clippy (engine alone and with the binding), ruff, mypy, stub check
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --features python -- -D warnings
+	ruff check .
+	ruff format --check .
+	$(PYTHON) -m mypy python/clasp_rs
+	$(PYTHON) -m mypy.stubtest clasp_rs._clasp_rs
+
+## format: apply cargo fmt and ruff format
+format:
+	cargo fmt
+	ruff format .
+	ruff check --fix .
+
+## bench: criterion benches of the engine, then every Python benchmark in benches/
+bench:
+	cargo bench --bench engine
+	@for script in benches/bench_*.py; do \
+		[ -e "$$script" ] || continue; \
+		echo "== $$script"; \
+		$(PYTHON) "$$script" || exit 1; \
+	done
+
+clean:
+	cargo clean
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis

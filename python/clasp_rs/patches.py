@@ -1,0 +1,329 @@
+"""Query patches and the ``loop_NNN.json`` files that record them.
+
+A patch is an axis-aligned box in a volume stored in (Z, Y, X) order: it starts at voxel
+``coords = (z, y, x)`` (inclusive) and spans ``size = (dz, dy, dx)`` voxels, so it covers
+``coords[i] <= v < coords[i] + size[i]`` on every axis.
+
+Loop files follow nnActive's format, ``{"patches": [{"file", "coords", "size"}, ...]}``.
+clasp-rs adds ``score`` and ``stratum`` to every patch and a top-level ``meta`` object;
+readers that do not know these keys ignore them. A loop file is written once, atomically,
+and never overwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clasp_rs.exceptions import InvalidPatchError, LoopFileError
+
+__all__ = [
+    "Box",
+    "Patch",
+    "case_id",
+    "read_loop_file",
+    "read_loop_meta",
+    "write_loop_file",
+]
+
+Box = tuple[int, int, int, int, int, int]
+"""``(z, y, x, dz, dy, dx)``: start voxel and size of a patch."""
+
+# Longest first, so that ".nii.gz" wins over ".gz"-less ".nii" style prefixes.
+_IMAGE_SUFFIXES = (
+    ".nii.gz",
+    ".nrrd.gz",
+    ".tif.gz",
+    ".npy.gz",
+    ".seg.nrrd",
+    ".b2nd",
+    ".nrrd",
+    ".tiff",
+    ".nii",
+    ".mha",
+    ".mhd",
+    ".tif",
+    ".png",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".h5",
+)
+
+
+def case_id(file: str | os.PathLike[str]) -> str:
+    """The case name of an image, label or score file: its base name without the extension.
+
+    ``case_id("imagesTr/case_001.nii.gz") == "case_001"``; a name without a known image
+    extension (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``, ``.tif``, ``.tiff``,
+    ``.png``, ``.npy``, ``.npz``, ``.b2nd``, ...) is returned unchanged apart from its folder.
+    nnU-Net channel suffixes such as ``_0000`` are kept.
+    """
+    name = os.path.basename(os.fspath(file))
+    lower = name.lower()
+    for suffix in _IMAGE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _int_triple(value: Any, what: str, minimum: int) -> tuple[int, int, int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {value!r}")
+    items = tuple(value)
+    if len(items) != 3:
+        raise InvalidPatchError(
+            f"{what} must have 3 dimensions (z, y, x), got {len(items)}: {value!r}"
+        )
+    out = []
+    for item in items:
+        # bool is an int subclass, but True as a voxel index is surely a mistake.
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {value!r}")
+        if int(item) < minimum:
+            bound = "non-negative" if minimum == 0 else f">= {minimum}"
+            raise InvalidPatchError(f"{what} must be {bound} on every axis, got {value!r}")
+        out.append(int(item))
+    return out[0], out[1], out[2]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A query patch: a box of a volume in (Z, Y, X) order.
+
+    Args:
+        file: The case or file the patch belongs to (e.g. ``"case_001.nii.gz"``).
+        coords: Start voxel ``(z, y, x)``, inclusive; non-negative integers.
+        size: Extent ``(dz, dy, dx)`` in voxels; positive integers.
+        score: The ranking value the patch was selected by (box mean, or the noised
+            ``ln(box mean) + Gumbel/beta``); ``None`` when unknown.
+        stratum: The foreground class label whose map selected the patch, ``-1`` for the
+            plain uncertainty map, ``None`` when not stratified.
+
+    Raises:
+        InvalidPatchError: ``coords`` or ``size`` are not 3 integers, a coordinate is
+            negative, or a size is not positive.
+    """
+
+    file: str
+    coords: tuple[int, int, int]
+    size: tuple[int, int, int]
+    score: float | None = None
+    stratum: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.file, str):
+            raise InvalidPatchError(f"patch file must be a string, got {self.file!r}")
+        object.__setattr__(self, "coords", _int_triple(self.coords, "patch coords", 0))
+        object.__setattr__(self, "size", _int_triple(self.size, "patch size", 1))
+        if self.score is not None:
+            if isinstance(self.score, bool) or not isinstance(self.score, numbers.Real):
+                raise InvalidPatchError(f"patch score must be a number, got {self.score!r}")
+            object.__setattr__(self, "score", float(self.score))
+        if self.stratum is not None:
+            if isinstance(self.stratum, bool) or not isinstance(self.stratum, numbers.Integral):
+                raise InvalidPatchError(
+                    f"patch stratum must be an integer or None, got {self.stratum!r}"
+                )
+            object.__setattr__(self, "stratum", int(self.stratum))
+
+    @property
+    def box(self) -> Box:
+        """``(z, y, x, dz, dy, dx)``."""
+        return (*self.coords, *self.size)
+
+    @property
+    def end(self) -> tuple[int, int, int]:
+        """Exclusive end voxel ``coords + size``."""
+        z, y, x = self.coords
+        dz, dy, dx = self.size
+        return z + dz, y + dy, x + dx
+
+    def overlaps(self, other: Patch) -> bool:
+        """Whether the two boxes share at least one voxel. Only geometry counts: ``file``
+        is not compared."""
+        return all(
+            a0 < b0 + bs and b0 < a0 + as_
+            for a0, as_, b0, bs in zip(
+                self.coords, self.size, other.coords, other.size, strict=True
+            )
+        )
+
+
+def _loop_error(path: str | os.PathLike[str], problem: str) -> LoopFileError:
+    return LoopFileError(f"loop file {os.fspath(path)}: {problem}")
+
+
+def _load_loop_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    text_path = os.fspath(path)
+    if not os.path.exists(text_path):
+        raise FileNotFoundError(errno.ENOENT, "loop file not found", text_path)
+    try:
+        with open(text_path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise _loop_error(path, f"not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise _loop_error(path, f"not UTF-8 text ({e})") from None
+    if not isinstance(doc, dict):
+        raise _loop_error(path, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _patch_from_json(path: str | os.PathLike[str], i: int, entry: Any) -> Patch:
+    where = f"patches[{i}]"
+    if not isinstance(entry, dict):
+        raise _loop_error(path, f"{where} must be an object, got {entry!r}")
+    for key in ("file", "coords", "size"):
+        if key not in entry:
+            raise _loop_error(path, f'{where} has no "{key}" (needs file, coords, size)')
+    file, coords, size = entry["file"], entry["coords"], entry["size"]
+    if not isinstance(file, str):
+        raise _loop_error(path, f"{where}.file must be a string, got {file!r}")
+    for key, value in (("coords", coords), ("size", size)):
+        if not isinstance(value, list) or len(value) != 3:
+            raise _loop_error(path, f"{where}.{key} must be a list of 3 integers, got {value!r}")
+    score = entry.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        raise _loop_error(path, f"{where}.score must be a number or null, got {score!r}")
+    stratum = entry.get("stratum")
+    if stratum is not None and (isinstance(stratum, bool) or not isinstance(stratum, int)):
+        raise _loop_error(path, f"{where}.stratum must be an integer or null, got {stratum!r}")
+    try:
+        return Patch(file, tuple(coords), tuple(size), score=score, stratum=stratum)
+    except InvalidPatchError as e:
+        raise _loop_error(path, f"{where}: {e}") from None
+
+
+def read_loop_file(path: str | os.PathLike[str]) -> list[Patch]:
+    """Read the patches of a ``loop_NNN.json`` file, in file order.
+
+    ``score`` and ``stratum`` are read when present (a ``null`` score, which clasp-rs
+    writes for a score of ``-inf``, reads as ``None``); other keys are ignored.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        LoopFileError: the file is not JSON, has no ``"patches"`` list, or a patch lacks
+            ``file``/``coords``/``size`` or has coordinates that are not 3 non-negative
+            integers or sizes that are not 3 positive integers.
+    """
+    doc = _load_loop_json(path)
+    if "patches" not in doc:
+        raise _loop_error(path, 'no "patches" key (expected {"patches": [...]})')
+    entries = doc["patches"]
+    if not isinstance(entries, list):
+        raise _loop_error(path, f'"patches" must be a list, got {type(entries).__name__}')
+    return [_patch_from_json(path, i, entry) for i, entry in enumerate(entries)]
+
+
+def read_loop_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level ``meta`` object of a loop file (``{}`` when it has none).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        LoopFileError: the file is not a JSON object or ``meta`` is not an object.
+    """
+    doc = _load_loop_json(path)
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise _loop_error(path, f'"meta" must be an object, got {type(meta).__name__}')
+    return meta
+
+
+def _json_score(score: float | None) -> float | None:
+    # JSON has no infinities; a -inf score (box mean 0 under power sampling) becomes null.
+    if score is None or not math.isfinite(score):
+        return None
+    return score
+
+
+def _patch_to_json(patch: Patch) -> dict[str, Any]:
+    if not isinstance(patch, Patch):
+        raise InvalidPatchError(f"expected a clasp_rs.Patch, got {type(patch).__name__}")
+    return {
+        "file": patch.file,
+        "coords": list(patch.coords),
+        "size": list(patch.size),
+        "score": _json_score(patch.score),
+        "stratum": patch.stratum,
+    }
+
+
+def write_loop_file(
+    path: str | os.PathLike[str],
+    patches: Sequence[Patch],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``patches`` (and ``meta``) as a loop file, atomically, never overwriting.
+
+    The JSON is written to a temporary file in the destination folder and then hard-linked
+    to ``path``; the link fails if ``path`` exists, so a concurrent writer can never replace
+    a finished loop file and a reader never sees a partial one. A score of ``-inf`` is
+    written as ``null`` (JSON has no infinities).
+
+    Args:
+        path: Destination, e.g. ``loop_001.json``. Its folder must exist.
+        patches: The patches, written in this order.
+        meta: Optional JSON-serialisable metadata (strategy, seed, loop, beta, version, ...);
+            non-finite floats are not allowed in it.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: ``path`` already exists.
+        FileNotFoundError: the destination folder does not exist.
+        ValueError: ``meta`` is not JSON-serialisable.
+    """
+    dest = Path(os.fspath(path))
+    doc: dict[str, Any] = {"patches": [_patch_to_json(p) for p in patches]}
+    if meta is not None:
+        doc["meta"] = dict(meta)
+    try:
+        text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"loop file meta is not JSON-serialisable: {e}") from None
+
+    folder = dest.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "folder of the loop file does not exist", str(folder))
+    if os.path.lexists(dest):
+        raise _exists_error(dest)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise _exists_error(dest) from None
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # No hard links on this filesystem: fall back to a checked rename (a writer
+            # racing between the check and the rename could still be replaced).
+            if os.path.lexists(dest):
+                raise _exists_error(dest) from None
+            os.replace(tmp, dest)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _exists_error(dest: Path) -> FileExistsError:
+    return FileExistsError(
+        errno.EEXIST,
+        "loop file already exists; loop files are never overwritten (choose another name)",
+        str(dest),
+    )

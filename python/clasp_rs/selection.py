@@ -1,0 +1,350 @@
+"""Greedy, overlap-free selection of the best patches of score volumes.
+
+Both functions here are thin, validating wrappers around one call of the native engine
+(:func:`clasp_rs._clasp_rs.select_strata`), which computes box means with float64
+summed-volume tables, ranks candidates with partial selection and rejects overlapping ones,
+in parallel over volumes with the GIL released.
+
+Candidates are the patch starts on the stride grid whose whole patch lies inside the volume;
+a patch size larger than the volume on an axis is clipped to the volume on that axis. The
+engine ranks candidates by their key rounded to float32 (box mean, or
+``ln(box mean) + Gumbel(0, 1) / beta`` under power sampling); equal keys go to the lower
+C-order candidate index first.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from clasp_rs import _clasp_rs as _native
+from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
+from clasp_rs.patches import Box, Patch, case_id
+
+__all__ = [
+    "ScoreSource",
+    "as_annotated_boxes",
+    "as_beta",
+    "as_count",
+    "as_patch_size",
+    "as_score_source",
+    "as_seed",
+    "as_stride",
+    "select_across_volumes",
+    "select_top_patches",
+]
+
+ScoreSource: TypeAlias = "npt.NDArray[np.floating[Any]] | str | os.PathLike[str]"
+"""A score volume: a float16/float32/float64 array (Z, Y, X) in any memory layout, or the
+path of a ``.npy`` file of one (memory-mapped by the engine, never loaded whole)."""
+
+_FLOAT_ITEMSIZES = (2, 4, 8)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_count(n: Any) -> int:
+    """Validate a patch count: an integer >= 0."""
+    if not _is_int(n) or int(n) < 0:
+        raise InvalidPatchError(f"n (number of patches) must be an integer >= 0, got {n!r}")
+    return int(n)
+
+
+def as_patch_size(patch_size: Any) -> tuple[int, int, int]:
+    """Validate a patch size: 3 positive integers (dz, dy, dx)."""
+    if isinstance(patch_size, (str, bytes)) or not isinstance(patch_size, Iterable):
+        raise InvalidPatchError(
+            f"patch size must be 3 positive integers (z, y, x), got {patch_size!r}"
+        )
+    items = tuple(patch_size)
+    if len(items) != 3 or not all(_is_int(v) and int(v) > 0 for v in items):
+        raise InvalidPatchError(
+            f"patch size must be 3 positive integers (z, y, x) for a 3-D volume, got {patch_size!r}"
+        )
+    return int(items[0]), int(items[1]), int(items[2])
+
+
+def as_stride(stride: Any) -> tuple[int, int, int]:
+    """Validate a stride: one positive integer for all axes, or 3 (z, y, x)."""
+    if _is_int(stride):
+        if int(stride) <= 0:
+            raise InvalidPatchError(f"stride must be a positive integer, got {stride!r}")
+        return int(stride), int(stride), int(stride)
+    if isinstance(stride, (str, bytes)) or not isinstance(stride, Iterable):
+        raise InvalidPatchError(
+            f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
+        )
+    items = tuple(stride)
+    if len(items) != 3 or not all(_is_int(v) and int(v) > 0 for v in items):
+        raise InvalidPatchError(
+            f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
+        )
+    return int(items[0]), int(items[1]), int(items[2])
+
+
+def as_beta(beta: Any) -> float:
+    """Validate a power-sampling exponent: a finite number > 0."""
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, numbers.Real)
+        or not math.isfinite(float(beta))
+        or float(beta) <= 0
+    ):
+        raise InvalidPatchError(f"beta must be a finite number > 0 (power sampling), got {beta!r}")
+    return float(beta)
+
+
+def as_seed(seed: Any) -> int:
+    """Validate a seed: an integer in [0, 2**64)."""
+    if not _is_int(seed) or not 0 <= int(seed) < 2**64:
+        raise InvalidPatchError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def as_score_source(scores: Any) -> npt.NDArray[np.floating[Any]] | str:
+    """Check the cheap properties of a score volume before the engine reads it.
+
+    Arrays must be numpy, 3-D (Z, Y, X), non-empty, float16/float32/float64 in native
+    (little-endian) byte order; any strides are fine. Paths must exist; the engine checks the
+    ``.npy`` header and data itself.
+
+    Raises:
+        InvalidScoresError: the array has the wrong type, dimensionality, dtype or byte order.
+        FileNotFoundError: the path does not exist.
+    """
+    if isinstance(scores, (str, os.PathLike)):
+        path = os.fspath(scores)
+        if not isinstance(path, str):
+            raise InvalidScoresError(f"score volume path must be text, got {path!r}")
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, "score volume not found", path)
+        return path
+    if not isinstance(scores, np.ndarray):
+        raise InvalidScoresError(
+            "scores must be a numpy array (Z, Y, X) of float16/float32/float64 or the path "
+            f"of a .npy file, got {type(scores).__name__}"
+        )
+    if scores.ndim != 3:
+        raise InvalidScoresError(
+            f"scores must have 3 dimensions (Z, Y, X), got {scores.ndim} (shape {scores.shape})"
+        )
+    dtype = scores.dtype
+    if dtype.kind != "f" or dtype.itemsize not in _FLOAT_ITEMSIZES:
+        raise InvalidScoresError(
+            f"scores dtype must be float16/float32/float64, got {dtype} "
+            f"(convert with scores.astype(np.float32))"
+        )
+    if not dtype.isnative:
+        raise InvalidScoresError(
+            f"scores have non-native (big-endian) byte order {dtype.str!r}; expected native "
+            "little-endian (convert with scores.astype(scores.dtype.newbyteorder('=')))"
+        )
+    if 0 in scores.shape:
+        raise InvalidScoresError(f"scores volume is empty: shape {scores.shape}")
+    return scores
+
+
+def _as_box(item: Any) -> Box:
+    if isinstance(item, Patch):
+        return item.box
+    if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
+        raise InvalidPatchError(
+            "annotated patches must be clasp_rs.Patch or (z, y, x, dz, dy, dx) tuples, "
+            f"got {item!r}"
+        )
+    values = tuple(item)
+    if len(values) != 6:
+        raise InvalidPatchError(
+            "annotated patch must have 3 dimensions: a clasp_rs.Patch or a "
+            f"(z, y, x, dz, dy, dx) tuple of 6 integers, got {len(values)} values: {item!r}"
+        )
+    if not all(_is_int(v) for v in values):
+        raise InvalidPatchError(f"annotated patch must be 6 integers, got {item!r}")
+    box = tuple(int(v) for v in values)
+    if min(box[:3]) < 0 or min(box[3:]) <= 0:
+        raise InvalidPatchError(
+            f"annotated patch needs coords >= 0 and sizes > 0 (z, y, x, dz, dy, dx), got {item!r}"
+        )
+    return box[0], box[1], box[2], box[3], box[4], box[5]
+
+
+def as_annotated_boxes(annotated: Any) -> list[Box]:
+    """Convert annotated patches (``Patch`` objects or 6-tuples) to engine boxes."""
+    if isinstance(annotated, (Patch, str, bytes)) or not isinstance(annotated, Iterable):
+        raise InvalidPatchError(
+            "annotated must be a sequence of clasp_rs.Patch or (z, y, x, dz, dy, dx) tuples, "
+            f"got {type(annotated).__name__}"
+        )
+    return [_as_box(item) for item in annotated]
+
+
+def select_top_patches(
+    scores: ScoreSource,
+    patch_size: Sequence[int],
+    n: int,
+    *,
+    stride: int | Sequence[int] = 1,
+    annotated: Iterable[Patch | Sequence[int]] = (),
+    file: str | None = None,
+    beta: float | None = None,
+    seed: int = 0,
+) -> list[Patch]:
+    """The best ``n`` non-overlapping patches of one score volume, greedily.
+
+    Candidates are taken best first (ties: lower C-order candidate index first); each is
+    taken unless it overlaps an ``annotated`` patch (whatever its ``file``) or one already
+    taken.
+
+    Args:
+        scores: float16/float32/float64 array (Z, Y, X), any memory layout, or the path of a
+            ``.npy`` file (memory-mapped, little-endian, C or Fortran order, versions 1-3).
+        patch_size: (dz, dy, dx); clipped to the volume on axes where it is larger.
+        n: Number of patches wanted (>= 0).
+        stride: Candidate grid step, one integer or (sz, sy, sx).
+        annotated: Patches (or (z, y, x, dz, dy, dx) tuples) the result must not overlap.
+        file: Stored as ``Patch.file`` (``""`` when None) and keys the noise stream.
+        beta: None ranks by box mean. A number > 0 ranks by
+            ``ln(box mean) + Gumbel(0, 1) / beta`` (power sampling); scores must then be
+            non-negative, and a box mean of 0 ranks at ``-inf``.
+        seed: Seed of the counter-based noise generator; same (scores, file, seed) give the
+            same result on any thread count.
+
+    Returns:
+        ``min(n, all that fit)`` patches in the order taken. ``Patch.score`` is the exact
+        float64 box mean, or the noised key when ``beta`` is given; ``Patch.size`` is the
+        clipped size; ``Patch.stratum`` is None.
+
+    Raises:
+        InvalidScoresError: bad array (dimensions, dtype, byte order, NaN/inf, negative
+            values under power sampling).
+        InvalidPatchError: bad patch size, stride, n, beta, seed or annotated patch.
+        NpyFormatError: corrupt, truncated or unsupported ``.npy`` file.
+        FileNotFoundError: the ``.npy`` path does not exist.
+    """
+    count = as_count(n)
+    size = as_patch_size(patch_size)
+    step = as_stride(stride)
+    boxes = as_annotated_boxes(annotated)
+    if file is not None and not isinstance(file, str):
+        raise InvalidPatchError(f"file must be a string or None, got {file!r}")
+    noise = None
+    if beta is not None:
+        noise = (as_beta(beta), as_seed(seed), _native.stream_id(file or "", 0, -1))
+    else:
+        as_seed(seed)
+    source = as_score_source(scores)
+    if count == 0:
+        return []
+    taken = _native.select_strata([[source]], size, step, [[count]], [[noise]], [boxes])[0][0]
+    return [_patch(file or "", t, beta is not None) for t in taken]
+
+
+def _patch(
+    file: str, taken: tuple[int, int, int, int, int, int, float, float], noised: bool
+) -> Patch:
+    z, y, x, dz, dy, dx, mean, key = taken
+    return Patch(file, (z, y, x), (dz, dy, dx), score=key if noised else mean)
+
+
+def select_across_volumes(
+    volumes: Mapping[str, ScoreSource],
+    patch_size: Sequence[int],
+    n: int,
+    *,
+    stride: int | Sequence[int] = 1,
+    annotated: Mapping[str, Iterable[Patch | Sequence[int]]] | None = None,
+    beta: float | None = None,
+    seed: int = 0,
+) -> list[Patch]:
+    """The best ``n`` patches over several score volumes.
+
+    Each volume is selected greedily as by :func:`select_top_patches` (up to ``n`` patches,
+    ``file`` = its key), all volumes in one parallel engine call; the per-volume lists are
+    then merged best first by the engine's float32-rounded key (ties keep the sorted
+    case-name order, then the order taken) and cut to ``n``.
+
+    Args:
+        volumes: Case name -> score volume (array (Z, Y, X) or ``.npy`` path); volumes may
+            have different shapes.
+        patch_size: (dz, dy, dx), clipped per volume.
+        n: Number of patches wanted in total (>= 0).
+        stride: One integer or (sz, sy, sx).
+        annotated: Case (or file) name -> patches already annotated in that case. The
+            patches of key ``k`` apply to the volume whose ``case_id`` equals
+            ``case_id(k)`` (so ``"case_001.nii.gz"`` applies to volume ``"case_001"``); keys
+            naming no volume are ignored.
+        beta: Power sampling exponent, or None to rank by box mean.
+        seed: Noise seed; the noise stream of a case is keyed by its name.
+
+    Returns:
+        Up to ``n`` patches, best first; ``Patch.file`` is the case name.
+
+    Raises:
+        Same as :func:`select_top_patches`; also InvalidScoresError when two keys share a
+        case id.
+    """
+    count = as_count(n)
+    size = as_patch_size(patch_size)
+    step = as_stride(stride)
+    beta_value = None if beta is None else as_beta(beta)
+    seed_value = as_seed(seed)
+    if not isinstance(volumes, Mapping):
+        raise InvalidScoresError(
+            f"volumes must be a mapping of case name -> scores, got {type(volumes).__name__}"
+        )
+    cases = sorted(volumes)
+    by_id: dict[str, str] = {}
+    for case in cases:
+        if not isinstance(case, str):
+            raise InvalidScoresError(f"volume keys must be case names (str), got {case!r}")
+        other = by_id.setdefault(case_id(case), case)
+        if other != case:
+            raise InvalidScoresError(
+                f"volumes {other!r} and {case!r} are the same case {case_id(case)!r}"
+            )
+    sources = [as_score_source(volumes[case]) for case in cases]
+
+    boxes: dict[str, list[Box]] = {case: [] for case in cases}
+    if annotated is not None:
+        if not isinstance(annotated, Mapping):
+            raise InvalidPatchError(
+                "annotated must be a mapping of case name -> patches, "
+                f"got {type(annotated).__name__}"
+            )
+        for key, patches in annotated.items():
+            target = by_id.get(case_id(key))
+            converted = as_annotated_boxes(patches)
+            if target is not None:
+                boxes[target].extend(converted)
+
+    if count == 0 or not cases:
+        return []
+    noise = [
+        [None if beta_value is None else (beta_value, seed_value, _native.stream_id(c, 0, -1))]
+        for c in cases
+    ]
+    result = _native.select_strata(
+        [[s] for s in sources],
+        size,
+        step,
+        [[count] for _ in cases],
+        noise,
+        [boxes[c] for c in cases],
+    )
+    merged = [
+        (case, t) for case, per_volume in zip(cases, result, strict=True) for t in per_volume[0]
+    ]
+    with np.errstate(over="ignore"):
+        keys = np.array([t[7] for _, t in merged], dtype=np.float64).astype(np.float32)
+    # Stable sort: equal float32 keys keep case-name order, then the engine's taken order
+    # (which is already best first by the same float32 key within a volume).
+    order = np.argsort(-keys, kind="stable")[:count]
+    return [_patch(merged[i][0], merged[i][1], beta_value is not None) for i in order]
