@@ -31,14 +31,26 @@ pub struct FixedPoint {
     inv_scale: f64,
 }
 
+/// Converts fixed-point box sums of one patch size to float64 means with one multiply.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeanScale(f64);
+
+impl MeanScale {
+    #[inline(always)]
+    pub fn mean(self, sum: i64) -> f64 {
+        sum as f64 * self.0
+    }
+}
+
 impl FixedPoint {
     /// Picks `2^s` so that `patch_voxels * max_abs * 2^s < 2^61`: every box sum fits `i64`
     /// with room to spare. Intermediate prefix sums may wrap; wrapping arithmetic keeps the
     /// differences exact as long as the final box sums fit.
     pub fn for_map(max_abs: f64, patch_voxels: usize) -> FixedPoint {
-        let bound = max_abs * patch_voxels as f64;
-        let s = if bound > 0.0 && bound.is_finite() {
-            (61 - bound.log2().ceil() as i32).clamp(-1000, 1000)
+        // Exponents separately: `max_abs * patch_voxels` may overflow to inf.
+        let s = if max_abs > 0.0 && max_abs.is_finite() {
+            let e = max_abs.log2().ceil() + (patch_voxels.max(1) as f64).log2().ceil();
+            (61 - e as i32).clamp(-1020, 1020)
         } else {
             0
         };
@@ -49,15 +61,21 @@ impl FixedPoint {
         }
     }
 
+    /// `trunc(x * 2^s)`. Only for values of the map this scale was made for: finite and
+    /// at most `max_abs` in magnitude (checked by [`scan_map`] first).
     #[inline(always)]
     pub fn quantize(&self, x: f64) -> i64 {
-        (x * self.scale) as i64
+        let scaled = x * self.scale;
+        debug_assert!(scaled.is_finite() && scaled.abs() < 2f64.powi(62));
+        // SAFETY: `scaled` is finite and below 2^62 in magnitude for every value of the
+        // scanned map (see `for_map`), so it is representable as i64. The unchecked cast
+        // skips the saturation logic of `as` in the innermost loop.
+        unsafe { scaled.to_int_unchecked::<i64>() }
     }
 
-    /// The float64 mean of a box from its fixed-point sum.
-    #[inline(always)]
-    pub fn mean(&self, sum: i64, voxels: usize) -> f64 {
-        sum as f64 * self.inv_scale / voxels as f64
+    /// The factor from a box sum of `voxels` voxels to its float64 mean.
+    pub fn mean_scale(&self, voxels: usize) -> MeanScale {
+        MeanScale(self.inv_scale / voxels as f64)
     }
 }
 
@@ -84,17 +102,12 @@ fn scan_typed<T: Element>(view: ArrayView3<'_, T>, scores: &Scores) -> MapStats 
         .into_par_iter()
         .map(|z| {
             let plane = view.index_axis(Axis(0), z);
-            let (mut max_abs, mut min, mut bad) = (0f64, f64::INFINITY, false);
-            let mut visit = |x: &T| {
-                let v = x.to_f64();
-                bad |= !v.is_finite();
-                max_abs = max_abs.max(v.abs());
-                min = min.min(v);
-            };
+            let mut lanes = Lanes::default();
             match plane.as_slice() {
-                Some(s) => s.iter().for_each(&mut visit),
-                None => plane.iter().for_each(&mut visit),
+                Some(values) => lanes.visit_slice(values),
+                None => plane.iter().for_each(|v| lanes.visit(0, v.to_f64())),
             }
+            let (max_abs, min, bad) = lanes.finish();
             let first_non_finite = bad
                 .then(|| {
                     plane
@@ -123,16 +136,79 @@ fn scan_typed<T: Element>(view: ArrayView3<'_, T>, scores: &Scores) -> MapStats 
         )
 }
 
+/// Eight independent accumulators, so the scan vectorises (no NaN-aware `f64::max` chain).
+#[derive(Clone, Copy)]
+struct Lanes {
+    max_abs: [f64; 8],
+    min: [f64; 8],
+    non_finite: [bool; 8],
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            max_abs: [0.0; 8],
+            min: [f64::INFINITY; 8],
+            non_finite: [false; 8],
+        }
+    }
+}
+
+impl Lanes {
+    #[inline(always)]
+    fn visit(&mut self, lane: usize, v: f64) {
+        let a = v.abs();
+        // NaN fails both comparisons; the finiteness flag catches it (and +-inf).
+        self.max_abs[lane] = if a > self.max_abs[lane] {
+            a
+        } else {
+            self.max_abs[lane]
+        };
+        self.min[lane] = if v < self.min[lane] {
+            v
+        } else {
+            self.min[lane]
+        };
+        self.non_finite[lane] |= !v.is_finite();
+    }
+
+    fn visit_slice<T: Element>(&mut self, values: &[T]) {
+        let mut chunks = values.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (lane, v) in chunk.iter().enumerate() {
+                self.visit(lane, v.to_f64());
+            }
+        }
+        for v in chunks.remainder() {
+            self.visit(0, v.to_f64());
+        }
+    }
+
+    fn finish(self) -> (f64, f64, bool) {
+        (
+            self.max_abs
+                .iter()
+                .fold(0.0, |m, &v| if v > m { v } else { m }),
+            self.min
+                .iter()
+                .fold(f64::INFINITY, |m, &v| if v < m { v } else { m }),
+            self.non_finite.iter().any(|&b| b),
+        )
+    }
+}
+
 /// Box sums of every candidate whose grid z-index lies in `kz_range`, passed in order to
 /// `emit(kz, sums)` where `sums` is the (ny, nx) C-order plane of fixed-point sums.
+/// `ring_budget`: bytes allowed for caching 2D box sums (normally [`RING_BUDGET_BYTES`]).
 pub fn box_sums_planes(
     scores: &Scores,
     grid: &Grid,
     fx: FixedPoint,
     kz_range: Range<usize>,
+    ring_budget: usize,
     emit: impl FnMut(usize, &[i64]),
 ) {
-    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, emit))
+    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, emit))
 }
 
 fn box_sums_typed<T: Element>(
@@ -141,6 +217,7 @@ fn box_sums_typed<T: Element>(
     grid: &Grid,
     fx: FixedPoint,
     kz_range: Range<usize>,
+    ring_budget: usize,
     mut emit: impl FnMut(usize, &[i64]),
 ) {
     if kz_range.is_empty() {
@@ -153,7 +230,7 @@ fn box_sums_typed<T: Element>(
     let mut window = vec![0i64; plane_len];
     let mut plane_sums = vec![0i64; plane_len];
     // Ring of the 2D box sums of the planes inside the window, slot z % dz.
-    let use_ring = dz * plane_len * 8 <= RING_BUDGET_BYTES;
+    let use_ring = dz * plane_len * 8 <= ring_budget;
     let mut ring = if use_ring {
         vec![0i64; dz * plane_len]
     } else {

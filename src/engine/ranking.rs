@@ -7,7 +7,7 @@
 use ndarray::Array3;
 use rayon::prelude::*;
 
-use super::box_sums::{box_sums_planes, FixedPoint};
+use super::box_sums::{box_sums_planes, FixedPoint, RING_BUDGET_BYTES};
 use super::error::{EngineError, Result};
 use super::geometry::Grid;
 use super::noise::gumbel;
@@ -69,7 +69,7 @@ fn map_box_sums<T: Send>(
         .for_each(|(chunk, out)| {
             let kz0 = chunk * rows;
             let kz_range = kz0..kz0 + out.len() / plane_len;
-            box_sums_planes(scores, grid, fx, kz_range, |kz, sums| {
+            box_sums_planes(scores, grid, fx, kz_range, RING_BUDGET_BYTES, |kz, sums| {
                 let base = kz * plane_len;
                 let dst = &mut out[(kz - kz0) * plane_len..][..plane_len];
                 for (i, (d, &s)) in dst.iter_mut().zip(sums).enumerate() {
@@ -86,18 +86,18 @@ pub fn ranking_keys(
     fx: FixedPoint,
     noise: Option<&Noise>,
 ) -> Vec<f32> {
-    let voxels = grid.patch_voxels();
+    let to_mean = fx.mean_scale(grid.patch_voxels());
     let mut keys = vec![0f32; grid.len()];
     map_box_sums(scores, grid, fx, &mut keys, |sum, index| {
-        key_of(fx.mean(sum, voxels), index, noise) as f32
+        key_of(to_mean.mean(sum), index, noise) as f32
     });
     keys
 }
 
 /// float64 box means of every candidate, shape `grid.counts`.
 pub fn box_means(scores: &Scores, grid: &Grid, fx: FixedPoint) -> Array3<f64> {
-    let voxels = grid.patch_voxels();
+    let to_mean = fx.mean_scale(grid.patch_voxels());
     let mut means = vec![0f64; grid.len()];
-    map_box_sums(scores, grid, fx, &mut means, |sum, _| fx.mean(sum, voxels));
+    map_box_sums(scores, grid, fx, &mut means, |sum, _| to_mean.mean(sum));
     Array3::from_shape_vec(grid.counts, means).expect("grid.len() matches counts")
 }

@@ -119,13 +119,13 @@ pub fn select_volume(
         let keys = ranking_keys(&map.scores, &grid, fx, map.noise.as_ref());
         let indices = select_greedy(&keys, &grid, map.quota, &mut zones);
         drop(keys);
-        let voxels = grid.patch_voxels();
+        let to_mean = fx.mean_scale(grid.patch_voxels());
         result.push(
             indices
                 .into_iter()
                 .map(|index| {
                     let patch = grid.candidate_box(index);
-                    let mean = fx.mean(direct_box_sum(&map.scores, fx, &patch), voxels);
+                    let mean = to_mean.mean(direct_box_sum(&map.scores, fx, &patch));
                     Taken {
                         patch,
                         index,
