@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -404,20 +407,23 @@ def test_wrong_dimensionality(shape: tuple[int, ...], tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "patch_size", [(0, 1, 1), (1, 1), (1, 1, 1, 1), (-2, 2, 2), (1.5, 2, 2), "abc", 4]
+    "patch_size",
+    [(0, 1, 1), (1, 1), (1, 1, 1, 1), (-2, 2, 2), (1.5, 2, 2), "abc", 4, (2**64, 1, 1)],
 )
 def test_invalid_patch_size(patch_size: object) -> None:
     with raises(InvalidPatchError, "patch size"):
         select_top_patches(np.ones((3, 3, 3)), patch_size, 1)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stride", [0, -1, (1, 2), (1, 0, 1), 1.5, (1, 2, 3, 4)])
+@pytest.mark.parametrize(
+    "stride", [0, -1, (1, 2), (1, 0, 1), 1.5, (1, 2, 3, 4), 2**64, (1, 1, 2**64)]
+)
 def test_invalid_stride(stride: object) -> None:
     with raises(InvalidPatchError, "stride"):
         select_top_patches(np.ones((3, 3, 3)), (1, 1, 1), 1, stride=stride)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("n", [-1, 1.5, True, "3", None])
+@pytest.mark.parametrize("n", [-1, 1.5, True, "3", None, 2**64])
 def test_invalid_n(n: object) -> None:
     with raises(InvalidPatchError, "n (number of patches)"):
         select_top_patches(np.ones((3, 3, 3)), (1, 1, 1), n)  # type: ignore[arg-type]
@@ -513,7 +519,15 @@ def test_annotated_of_wrong_dimensionality(annotated: list) -> None:
 
 
 @pytest.mark.parametrize(
-    "annotated", [[(0, 0, -1, 1, 1, 1)], [(0, 0, 0, 0, 1, 1)], [("a", 0, 0, 1, 1, 1)], 5]
+    "annotated",
+    [
+        [(0, 0, -1, 1, 1, 1)],
+        [(0, 0, 0, 0, 1, 1)],
+        [("a", 0, 0, 1, 1, 1)],
+        [(2**64, 0, 0, 1, 1, 1)],
+        5,
+        Patch("a", (0, 0, 0), (1, 1, 1)),
+    ],
 )
 def test_invalid_annotated(annotated: object) -> None:
     with pytest.raises(InvalidPatchError):
@@ -536,3 +550,42 @@ def test_errors_are_clasp_errors() -> None:
     assert issubclass(InvalidScoresError, ValueError)
     with pytest.raises(clasp_rs.ClaspError):
         select_top_patches(np.ones((3, 3)), (1, 1, 1), 1)
+
+
+def test_huge_n_returns_everything_that_fits() -> None:
+    assert len(select_top_patches(np.ones((4, 4, 4)), (1, 1, 1), 2**63 - 1)) == 64
+
+
+_THREADS_SCRIPT = """
+import json, numpy as np, clasp_rs
+from clasp_rs import _clasp_rs
+rng = np.random.default_rng(3)
+volumes = {f"c{i}": rng.random((20, 24, 28)) for i in range(5)}
+out = clasp_rs.select_across_volumes(volumes, (4, 5, 6), 25, beta=2.0, seed=1)
+print(json.dumps([_clasp_rs.num_threads(), [[p.file, p.coords, p.score] for p in out]]))
+"""
+
+
+def test_results_do_not_depend_on_thread_count() -> None:
+    runs = []
+    for threads in ("1", "3"):
+        env = {**os.environ, "CLASP_RS_NUM_THREADS": threads}
+        done = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+    assert [r[0] for r in runs] == [1, 3]
+    assert runs[0][1] == runs[1][1] and len(runs[0][1]) == 25
+
+
+def test_engine_errors_name_the_case(tmp_path) -> None:
+    bad = np.ones((3, 3, 3))
+    bad[1, 1, 1] = np.nan
+    with raises(InvalidScoresError, "volume 'b'", "nan", "[1, 1, 1]"):
+        select_across_volumes({"a": np.ones((3, 3, 3)), "b": bad}, (1, 1, 1), 1)
+    np.save(tmp_path / "b.npy", bad)
+    with raises(InvalidScoresError, "b.npy", "nan"):
+        select_across_volumes({"a": np.ones((3, 3, 3)), "b": tmp_path / "b.npy"}, (1, 1, 1), 1)
+    with raises(InvalidScoresError, "scores of 'case_7'", "negative"):
+        select_top_patches(-np.ones((2, 2, 2)), (1, 1, 1), 1, beta=1.0, file="case_7")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clasp_rs import _clasp_rs as _native
-from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
+from clasp_rs.exceptions import ClaspError, InvalidPatchError, InvalidScoresError
 from clasp_rs.patches import Box, Patch, case_id
 
 __all__ = [
@@ -45,6 +46,10 @@ ScoreSource: TypeAlias = "npt.NDArray[np.floating[Any]] | str | os.PathLike[str]
 path of a ``.npy`` file of one (memory-mapped by the engine, never loaded whole)."""
 
 _FLOAT_ITEMSIZES = (2, 4, 8)
+# The engine holds counts and voxel positions in 64-bit integers; bigger Python ints would
+# fail in the binding with a bare OverflowError.
+_MAX_COUNT = 2**63 - 1
+_MAX_VOXEL = 2**62
 
 
 def _is_int(value: Any) -> bool:
@@ -53,8 +58,10 @@ def _is_int(value: Any) -> bool:
 
 def as_count(n: Any) -> int:
     """Validate a patch count: an integer >= 0."""
-    if not _is_int(n) or int(n) < 0:
-        raise InvalidPatchError(f"n (number of patches) must be an integer >= 0, got {n!r}")
+    if not _is_int(n) or not 0 <= int(n) <= _MAX_COUNT:
+        raise InvalidPatchError(
+            f"n (number of patches) must be an integer in [0, 2**63), got {n!r}"
+        )
     return int(n)
 
 
@@ -65,7 +72,7 @@ def as_patch_size(patch_size: Any) -> tuple[int, int, int]:
             f"patch size must be 3 positive integers (z, y, x), got {patch_size!r}"
         )
     items = tuple(patch_size)
-    if len(items) != 3 or not all(_is_int(v) and int(v) > 0 for v in items):
+    if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
         raise InvalidPatchError(
             f"patch size must be 3 positive integers (z, y, x) for a 3-D volume, got {patch_size!r}"
         )
@@ -75,7 +82,7 @@ def as_patch_size(patch_size: Any) -> tuple[int, int, int]:
 def as_stride(stride: Any) -> tuple[int, int, int]:
     """Validate a stride: one positive integer for all axes, or 3 (z, y, x)."""
     if _is_int(stride):
-        if int(stride) <= 0:
+        if not 0 < int(stride) <= _MAX_VOXEL:
             raise InvalidPatchError(f"stride must be a positive integer, got {stride!r}")
         return int(stride), int(stride), int(stride)
     if isinstance(stride, (str, bytes)) or not isinstance(stride, Iterable):
@@ -83,7 +90,7 @@ def as_stride(stride: Any) -> tuple[int, int, int]:
             f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
         )
     items = tuple(stride)
-    if len(items) != 3 or not all(_is_int(v) and int(v) > 0 for v in items):
+    if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
         raise InvalidPatchError(
             f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
         )
@@ -169,9 +176,10 @@ def _as_box(item: Any) -> Box:
     if not all(_is_int(v) for v in values):
         raise InvalidPatchError(f"annotated patch must be 6 integers, got {item!r}")
     box = tuple(int(v) for v in values)
-    if min(box[:3]) < 0 or min(box[3:]) <= 0:
+    if min(box[:3]) < 0 or min(box[3:]) <= 0 or max(box) > _MAX_VOXEL:
         raise InvalidPatchError(
-            f"annotated patch needs coords >= 0 and sizes > 0 (z, y, x, dz, dy, dx), got {item!r}"
+            "annotated patch needs coords >= 0 and sizes > 0 (z, y, x, dz, dy, dx), each at "
+            f"most 2**62, got {item!r}"
         )
     return box[0], box[1], box[2], box[3], box[4], box[5]
 
@@ -184,6 +192,22 @@ def as_annotated_boxes(annotated: Any) -> list[Box]:
             f"got {type(annotated).__name__}"
         )
     return [_as_box(item) for item in annotated]
+
+
+_ENGINE_MAP_NAME = re.compile(r"^volumes\[(\d+)\]\[\d+\]")
+
+
+def _select_strata(names: Sequence[str], *args: Any) -> list[list[list[Any]]]:
+    """``_native.select_strata``; errors name volume ``v`` by ``names[v]`` instead of the
+    engine's positional ``volumes[v][k]`` (paths are already named by the engine)."""
+    try:
+        return _native.select_strata(*args)
+    except ClaspError as e:
+        message = str(e)
+        match = _ENGINE_MAP_NAME.match(message)
+        if match is None or int(match.group(1)) >= len(names):
+            raise
+        raise type(e)(names[int(match.group(1))] + message[match.end() :]) from None
 
 
 def select_top_patches(
@@ -243,7 +267,8 @@ def select_top_patches(
     source = as_score_source(scores)
     if count == 0:
         return []
-    taken = _native.select_strata([[source]], size, step, [[count]], [[noise]], [boxes])[0][0]
+    name = "scores" if file is None else f"scores of {file!r}"
+    taken = _select_strata([name], [[source]], size, step, [[count]], [[noise]], [boxes])[0][0]
     return [_patch(file or "", t, beta is not None) for t in taken]
 
 
@@ -331,7 +356,8 @@ def select_across_volumes(
         [None if beta_value is None else (beta_value, seed_value, _native.stream_id(c, 0, -1))]
         for c in cases
     ]
-    result = _native.select_strata(
+    result = _select_strata(
+        [f"volume {case!r}" for case in cases],
         [[s] for s in sources],
         size,
         step,
