@@ -242,7 +242,7 @@ def select_top_patches(
             same result on any thread count.
 
     Returns:
-        ``min(n, all that fit)`` patches in the order taken. ``Patch.score`` is the exact
+        ``min(n, all that fit)`` patches in the order taken. ``Patch.score`` is the
         float64 box mean, or the noised key when ``beta`` is given; ``Patch.size`` is the
         clipped size; ``Patch.stratum`` is None.
 
