@@ -1,0 +1,91 @@
+"""Query strategies: ClaSP PE and its baselines, by the names the CLI uses.
+
+=================  ====================================================================
+name               strategy
+=================  ====================================================================
+``clasp-pe``       :class:`ClaspPE`: class-stratified power sampling of entropy (DESIGN)
+``cla-pe``         :class:`ClaPE`: ClaSP PE without noise
+``clap-pe``        :class:`ClapPE`: ClaSP PE with constant beta = 1
+``pe``             :class:`PE`: top-k box means of the predictive entropy
+``power-pe``       :class:`PowerPE`: power sampling (beta = 1) of the entropy
+``bald``           :class:`BALD`: top-k box means of the mutual information
+``power-bald``     :class:`PowerBALD`: power sampling (beta = 1) of the mutual information
+``softrank-bald``  :class:`SoftrankBALD`: sampling by rank^-1 of the mutual information
+``random``         :class:`Random`: uniformly random non-overlapping candidates
+``random-fg33``    :class:`RandomFG33`: 33 % centred on ground-truth foreground (simulation)
+``random-fg66``    :class:`RandomFG66`: 66 % centred on ground-truth foreground (simulation)
+=================  ====================================================================
+
+:func:`starting_budget` builds ``loop_000.json``. Every random choice is a counter-based draw
+keyed by (seed, loop, case, stream code, counter); see :mod:`clasp_rs.strategies.streams`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clasp_rs.strategies.base import QueryRequest, QueryResult, ScoreSet, Strategy
+from clasp_rs.strategies.baselines import BALD, PE, PowerBALD, PowerPE, Random, SoftrankBALD
+from clasp_rs.strategies.budget import beta_schedule
+from clasp_rs.strategies.clasp import ClaPE, ClapPE, ClaspPE
+from clasp_rs.strategies.random_fg import RandomFG, RandomFG33, RandomFG66, starting_budget
+
+__all__ = [
+    "BALD",
+    "PE",
+    "STRATEGIES",
+    "ClaPE",
+    "ClapPE",
+    "ClaspPE",
+    "PowerBALD",
+    "PowerPE",
+    "QueryRequest",
+    "QueryResult",
+    "Random",
+    "RandomFG",
+    "RandomFG33",
+    "RandomFG66",
+    "ScoreSet",
+    "SoftrankBALD",
+    "Strategy",
+    "beta_schedule",
+    "get_strategy",
+    "starting_budget",
+]
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (
+        ClaspPE,
+        ClaPE,
+        ClapPE,
+        PE,
+        PowerPE,
+        BALD,
+        PowerBALD,
+        SoftrankBALD,
+        Random,
+        RandomFG33,
+        RandomFG66,
+    )
+}
+
+
+def get_strategy(name: str, **kwargs: Any) -> Strategy:
+    """The strategy registered as ``name`` (a CLI value such as ``"clasp-pe"``).
+
+    Args:
+        name: one of :data:`STRATEGIES`.
+        **kwargs: constructor arguments (``seed``, ``n_loops``, and for the ClaSP PE family
+            ``alpha``, ...).
+
+    Raises:
+        ValueError: unknown name, or an argument the strategy does not take.
+    """
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown strategy {name!r}; expected one of: {', '.join(STRATEGIES)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"strategy {name!r}: {err}") from None
