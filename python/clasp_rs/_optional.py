@@ -1,0 +1,42 @@
+"""Lazy imports of the heavy optional dependencies (torch, nnU-Net v2).
+
+``import clasp_rs`` must stay cheap and work without them, so modules that need one call these
+helpers at the point of use; a missing package raises an ImportError that names the extra to
+install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["import_torch", "import_nnunetv2"]
+
+
+def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"{purpose} needs the optional dependency '{module}', which is not installed: "
+            f"install clasp-rs[{extra}] (pip install 'clasp-rs[{extra}]')"
+        ) from err
+
+
+def import_torch() -> ModuleType:
+    """Return the ``torch`` module.
+
+    Raises:
+        ImportError: torch is not installed; the message says to install ``clasp-rs[torch]``.
+    """
+    return _import_or_explain("torch", "torch", "computing uncertainty maps")
+
+
+def import_nnunetv2() -> ModuleType:
+    """Return the ``nnunetv2`` module.
+
+    Raises:
+        ImportError: nnU-Net v2 is not installed; the message says to install
+            ``clasp-rs[nnunet]``.
+    """
+    return _import_or_explain("nnunetv2", "nnunet", "running the nnU-Net loop")
