@@ -246,9 +246,13 @@ def run_engine(
         request.stride,
         [[int(q) for q in j[1]] for j in jobs],
         [list(j[2]) for j in jobs],
-        [[tuple(int(v) for v in b) for b in j[3]] for j in jobs],
+        [[_box(b) for b in j[3]] for j in jobs],
     )
     return [[[_taken(t) for t in taken] for taken in maps] for maps in result]
+
+
+def _box(b: Sequence[Any]) -> Box:
+    return (int(b[0]), int(b[1]), int(b[2]), int(b[3]), int(b[4]), int(b[5]))
 
 
 def _taken(t: Sequence[Any]) -> Taken:

@@ -17,6 +17,7 @@ import numpy as np
 
 from clasp_rs import _clasp_rs as _native
 from clasp_rs.exceptions import InvalidScoresError
+from clasp_rs.patches import Box
 from clasp_rs.strategies.base import (
     CaseSelection,
     FillProvider,
@@ -240,7 +241,7 @@ def _global_greedy(
             (s - p) // st + 1 for s, p, st in zip(shape, size, request.stride, strict=True)
         )
         grids[case] = (size, counts)
-    boxes: dict[str, list[tuple[int, ...]]] = {case: request.boxes(case) for case in cases}
+    boxes: dict[str, list[Box]] = {case: request.boxes(case) for case in cases}
     count = dict.fromkeys(cases, 0)
     taken: list[tuple[str, Taken]] = []
     remaining = np.arange(key32.size)
@@ -263,11 +264,13 @@ def _global_greedy(
             k = int(index[i])
             kz, rest = divmod(k, counts[1] * counts[2])
             ky, kx = divmod(rest, counts[2])
-            box = (
+            box: Box = (
                 kz * request.stride[0],
                 ky * request.stride[1],
                 kx * request.stride[2],
-                *size,
+                size[0],
+                size[1],
+                size[2],
             )
             if any(_overlaps(box, b) for b in boxes[case]):
                 continue

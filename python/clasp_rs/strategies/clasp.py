@@ -151,7 +151,7 @@ class ClaspPE(Strategy):
     ) -> dict[str, CaseSelection]:
         n_fg = self._n_fg(scores)
         cases = sorted(scores)
-        if request.n == 0:
+        if request.n == 0 or not cases:
             return {case: CaseSelection(scores[case].shape, {}) for case in cases}
         caps = self.caps(request, n_fg)
         noise_of = self.noise_for(request)
@@ -212,8 +212,8 @@ class ClaspPE(Strategy):
             entropy = scores[case].entropy
             local[case].fill = maps[0]
             local[case].fill_quota = deficit
-            is_path = isinstance(entropy, (str, os.PathLike))
-            local[case].fill_map = os.fspath(entropy) if is_path else None
+            if isinstance(entropy, (str, os.PathLike)):
+                local[case].fill_map = os.fspath(entropy)
 
     # -- phase 2 -------------------------------------------------------------------------------
 

@@ -329,8 +329,8 @@ def merge_parts(parts: Sequence[Part], strategy: Strategy) -> tuple[QueryResult,
             files[case] = p.request.file(case)
             annotated[case] = tuple(p.request.boxes(case))
     if sorted(local) != sorted(first.all_cases):
-        missing = sorted(set(first.all_cases) - set(local))
-        raise LoopFileError(f"the parts do not cover the cases {missing}")
+        uncovered = sorted(set(first.all_cases) - set(local))
+        raise LoopFileError(f"the parts do not cover the cases {uncovered}")
     request = QueryRequest(
         n=first.request.n,
         loop=first.request.loop,

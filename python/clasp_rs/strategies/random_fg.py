@@ -374,10 +374,10 @@ def starting_budget(
     )
     cases = sorted(arrays)
     if classes is None:
-        found: set[int] = set()
+        seen: set[int] = set()
         for array in arrays.values():
-            found.update(int(v) for v in np.unique(array))
-        values = sorted(v for v in found if v != ignore_label)
+            seen.update(int(v) for v in np.unique(array))
+        values = sorted(v for v in seen if v != ignore_label)
     else:
         values = sorted({int(c) for c in classes if int(c) != ignore_label})
     present = {
