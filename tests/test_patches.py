@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -270,3 +272,22 @@ def test_read_meta_errors(tmp_path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(LoopFileError, match="b.json"):
         read_loop_file(binary)
+
+
+def test_import_is_light_and_all_is_complete() -> None:
+    code = (
+        "import sys, clasp_rs\n"
+        "heavy = sorted(m for m in ('torch', 'nnunetv2', 'scipy') if m in sys.modules)\n"
+        "missing = [n for n in clasp_rs.__all__ if not hasattr(clasp_rs, n)]\n"
+        "print(heavy, missing, 'ClaspPE' in dir(clasp_rs))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[] [] True"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import clasp_rs
+
+    with pytest.raises(AttributeError, match="no attribute 'not_there'"):
+        clasp_rs.not_there  # noqa: B018
