@@ -147,3 +147,17 @@ fn extreme_magnitudes_do_not_overflow() {
         }
     }
 }
+
+#[test]
+fn values_near_the_float64_maximum_keep_their_means() {
+    for value in [1e308, f64::MAX / 2.0, 2f64.powi(1022)] {
+        let vol = Array3::<f64>::from_elem((4, 4, 4), value);
+        let grid = Grid::new([4, 4, 4], [2, 2, 2], [1, 1, 1]).unwrap();
+        let means = means_of(ScoreView::F64(vol.view()), &grid);
+        assert!(
+            means.iter().all(|&m| m == value),
+            "{value}: {:?}",
+            means.iter().next()
+        );
+    }
+}

@@ -245,6 +245,19 @@ fn box_sums_typed<T: Element>(
             lo = target_lo;
             hi = target_lo;
         }
+        // Steady state with the ring: the plane entering takes the ring slot of the plane
+        // leaving (hi = lo + dz), so both updates are one pass over the window.
+        while use_ring && lo < target_lo && hi < target_hi && hi - lo == dz {
+            planes.compute(view, fx, hi, &mut plane_sums);
+            let slot = &mut ring[(hi % dz) * plane_len..][..plane_len];
+            for ((w, old), &new) in window.iter_mut().zip(slot.iter_mut()).zip(&plane_sums) {
+                *w = w.wrapping_add(new.wrapping_sub(*old));
+                *old = new;
+            }
+            scores.release_planes(hi..hi + 1);
+            lo += 1;
+            hi += 1;
+        }
         while lo < target_lo {
             let leaving: &[i64] = if use_ring {
                 &ring[(lo % dz) * plane_len..][..plane_len]
@@ -281,6 +294,8 @@ struct PlaneBoxSums {
     grid: Grid,
     /// (Y + 1) x (X + 1) prefix sums; row 0 and column 0 stay zero.
     prefix: Vec<i64>,
+    /// X + 1 scratch: prefix row differences.
+    rows: Vec<i64>,
 }
 
 impl PlaneBoxSums {
@@ -289,6 +304,7 @@ impl PlaneBoxSums {
         PlaneBoxSums {
             grid: *grid,
             prefix: vec![0i64; (ys + 1) * (xs + 1)],
+            rows: vec![0i64; xs + 1],
         }
     }
 
@@ -307,27 +323,37 @@ impl PlaneBoxSums {
             let above = &above[y * width..];
             let below = &mut below[..width];
             let mut run = 0i64;
-            let mut step = |x: usize, v: &T| {
+            let mut step = |(out, &up): (&mut i64, &i64), v: &T| {
                 run = run.wrapping_add(fx.quantize(v.to_f64()));
-                below[x + 1] = above[x + 1].wrapping_add(run);
+                *out = up.wrapping_add(run);
             };
+            let cells = below[1..].iter_mut().zip(&above[1..]);
             match row.as_slice() {
-                Some(s) => s.iter().enumerate().for_each(|(x, v)| step(x, v)),
-                None => row.iter().enumerate().for_each(|(x, v)| step(x, v)),
+                Some(values) => cells.zip(values).for_each(|(c, v)| step(c, v)),
+                None => cells.zip(row.iter()).for_each(|(c, v)| step(c, v)),
             }
         }
         let [_, dy, dx] = g.patch;
         let [_, sy, sx] = g.stride;
         let nx = g.counts[2];
         for (ky, out_row) in out.chunks_exact_mut(nx).enumerate() {
-            let top = &self.prefix[ky * sy * width..];
-            let bottom = &self.prefix[(ky * sy + dy) * width..];
-            for (kx, o) in out_row.iter_mut().enumerate() {
-                let (x0, x1) = (kx * sx, kx * sx + dx);
-                *o = bottom[x1]
-                    .wrapping_sub(top[x1])
-                    .wrapping_sub(bottom[x0])
-                    .wrapping_add(top[x0]);
+            let top = &self.prefix[ky * sy * width..][..width];
+            let bottom = &self.prefix[(ky * sy + dy) * width..][..width];
+            // Column sums of the box rows, then differences `dx` apart along x.
+            for ((d, &b), &t) in self.rows.iter_mut().zip(bottom).zip(top) {
+                *d = b.wrapping_sub(t);
+            }
+            if sx == 1 {
+                // Contiguous: plain slices let this vectorise.
+                for ((o, &r), &l) in out_row.iter_mut().zip(&self.rows[dx..]).zip(&self.rows) {
+                    *o = r.wrapping_sub(l);
+                }
+            } else {
+                let right = self.rows[dx..].iter().step_by(sx);
+                let left = self.rows.iter().step_by(sx);
+                for ((o, &r), &l) in out_row.iter_mut().zip(right).zip(left) {
+                    *o = r.wrapping_sub(l);
+                }
             }
         }
     }

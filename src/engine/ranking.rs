@@ -88,9 +88,14 @@ pub fn ranking_keys(
 ) -> Vec<f32> {
     let to_mean = fx.mean_scale(grid.patch_voxels());
     let mut keys = vec![0f32; grid.len()];
-    map_box_sums(scores, grid, fx, &mut keys, |sum, index| {
-        key_of(to_mean.mean(sum), index, noise) as f32
-    });
+    match noise {
+        None => map_box_sums(scores, grid, fx, &mut keys, |sum, _| {
+            to_mean.mean(sum) as f32
+        }),
+        Some(_) => map_box_sums(scores, grid, fx, &mut keys, |sum, index| {
+            key_of(to_mean.mean(sum), index, noise) as f32
+        }),
+    }
     keys
 }
 

@@ -91,6 +91,23 @@ fn best_in(
     for kz in region[0].clone() {
         for ky in region[1].clone() {
             let row = grid.index_of([kz, ky, 0]);
+            if zones.is_empty() {
+                // No exclusions (the initial pass over every block): a plain scan of the row.
+                let slice = &keys[row + region[2].start..row + region[2].end];
+                if let Some((offset, &key)) = slice.iter().enumerate().reduce(|a, b| {
+                    if b.1.total_cmp(a.1) == Ordering::Greater {
+                        b
+                    } else {
+                        a
+                    }
+                }) {
+                    let index = row + region[2].start + offset;
+                    if best.is_none_or(|(k, _)| key.total_cmp(&k) == Ordering::Greater) {
+                        best = Some((key, index));
+                    }
+                }
+                continue;
+            }
             for kx in region[2].clone() {
                 if zones.iter().any(|z| index_box_holds(z, [kz, ky, kx])) {
                     continue;
