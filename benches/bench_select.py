@@ -39,7 +39,9 @@ def smooth_volume(shape: tuple[int, int, int], seed: int = 0, blobs: int = 12) -
         centre = [rng.uniform(0, n) for n in shape]
         width = [rng.uniform(0.08, 0.25) * n for n in shape]
         amp = np.float32(rng.uniform(0.2, 1.0))
-        gz, gy, gx = (np.exp(-0.5 * ((a - c) / w) ** 2) for a, c, w in zip(axes, centre, width))
+        gz, gy, gx = (
+            np.exp(-0.5 * ((a - c) / w) ** 2) for a, c, w in zip(axes, centre, width, strict=True)
+        )
         for z in range(shape[0]):
             out[z] += (amp * gz[z]) * np.outer(gy, gx)
     return out
@@ -135,7 +137,13 @@ def main() -> None:
         same = [p.coords for p in got] == expected
         print(f"medium stride {stride}: same patches as reference: {same}")
         rows.append(
-            {"case": "x".join(map(str, shape)), "stride": stride, "ours": ours, "ref": ref, "read": read}
+            {
+                "case": "x".join(map(str, shape)),
+                "stride": stride,
+                "ours": ours,
+                "ref": ref,
+                "read": read,
+            }
         )
 
     if not (args.quick or args.skip_large):

@@ -11,25 +11,34 @@ from os import PathLike
 import numpy as np
 import numpy.typing as npt
 
-ScoreSource = npt.NDArray[np.floating] | str | PathLike[str]
-Box = tuple[int, int, int, int, int, int]
+__all__ = [
+    "__version__",
+    "box_means",
+    "gumbel",
+    "num_threads",
+    "select_strata",
+    "stream_id",
+]
+
+_ScoreSource = npt.NDArray[np.floating] | str | PathLike[str]
+_Box = tuple[int, int, int, int, int, int]
 # (z, y, x, dz, dy, dx, mean, key): start, clipped size, exact box mean (float64) and the
 # ranking key (the mean, or ln(mean) + Gumbel/beta under power sampling).
-Taken = tuple[int, int, int, int, int, int, float, float]
+_Taken = tuple[int, int, int, int, int, int, float, float]
 # (beta, seed, stream): power sampling with Gumbel(0, 1)/beta noise drawn from the
 # counter-based generator keyed by (seed, stream, candidate index). None ranks by the mean.
-Noise = tuple[float, int, int] | None
+_Noise = tuple[float, int, int] | None
 
 __version__: str
 
 def select_strata(
-    volumes: Sequence[Sequence[ScoreSource]],
+    volumes: Sequence[Sequence[_ScoreSource]],
     patch_size: tuple[int, int, int],
     stride: tuple[int, int, int],
     quotas: Sequence[Sequence[int]],
-    noise: Sequence[Sequence[Noise]],
-    annotated: Sequence[Sequence[Box]],
-) -> list[list[list[Taken]]]:
+    noise: Sequence[Sequence[_Noise]],
+    annotated: Sequence[Sequence[_Box]],
+) -> list[list[list[_Taken]]]:
     """Greedy, overlap-free selection for several volumes, in parallel, GIL released.
 
     For volume ``v`` the maps ``volumes[v][k]`` are processed in the given order ``k``; map
@@ -40,7 +49,7 @@ def select_strata(
     """
 
 def box_means(
-    scores: ScoreSource,
+    scores: _ScoreSource,
     patch_size: tuple[int, int, int],
     stride: tuple[int, int, int],
 ) -> npt.NDArray[np.float64]:
