@@ -596,3 +596,60 @@ def test_optional_helpers_return_the_modules():
     from clasp_rs._optional import import_torch
 
     assert import_torch() is torch
+
+
+# --------------------------------------------------------------------------------------------
+# fused Triton kernels (the CUDA fast path), run on the CPU by Triton's interpreter
+# --------------------------------------------------------------------------------------------
+
+TRITON_CHECK = """
+import os
+os.environ["TRITON_INTERPRET"] = "1"
+import numpy as np, torch
+from clasp_rs import uncertainty as unc, _triton_kernels as tk
+from clasp_rs._fold_readers import open_fold
+
+rng = np.random.default_rng(0)
+M, C, shape = 3, 4, (5, 6, 7)
+logits = rng.normal(scale=3, size=(M, C, *shape)).astype(np.float32)
+probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+probs[0, :, 0, 0, 0] = [1, 0, 0, 0]
+probs[1, :, 0, 0, 1] = [0, 0, 0.5, 0.5]
+for is_logits, folds in [(False, probs), (True, logits)]:
+    expected = unc.compute_case_maps(
+        folds, logits=is_logits, device="cpu", with_mutual_information=True
+    )
+    for chunk_z in (1, 2, 5):
+        slabs = unc._TorchSlabs((C, *shape), chunk_z, torch.device("cpu"), is_logits, True, tk)
+        for m in range(M):
+            assert slabs.accumulate(open_fold(folds[m], f"fold {m}"), first=m == 0)
+        assert slabs.fused is tk and slabs._fused_verified
+        scores, mi = slabs.finish(M, on_device=False)
+        np.testing.assert_allclose(scores, expected.scores, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(mi, expected.mutual_information, rtol=1e-6, atol=1e-7)
+
+# Counts: non-finite values, negative values, voxels whose channel sum is off.
+bad = probs[1].copy()
+bad[2, 3, 4, 5] = np.nan
+bad[0, 0, 0, 0] = -0.1
+bad[:, 1, 1, 1] *= 2
+bad[1, 2, 2, 2] = np.inf
+fold = torch.from_numpy(bad)
+counts = tk.accumulate(fold, torch.empty_like(fold), None, first=True, logits=False, tolerance=1e-3)
+assert counts.tolist() == [2, 1, 4], counts
+bad_logits = torch.from_numpy(logits[0].copy())
+bad_logits[3, 1, 2, 3] = -np.inf
+counts = tk.accumulate(bad_logits, torch.empty_like(bad_logits), None, first=True, logits=True,
+                       tolerance=1e-3)
+assert counts[0].item() == 1, counts
+slabs = unc._TorchSlabs((C, *shape), 2, torch.device("cpu"), False, False, tk)
+assert not slabs.accumulate(open_fold(bad, "bad"), first=True)
+print("ok")
+"""
+
+
+def test_triton_kernels_match_numpy_kernels_in_interpreter():
+    pytest.importorskip("triton")
+    done = run_python(TRITON_CHECK)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")

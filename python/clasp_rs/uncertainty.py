@@ -121,14 +121,15 @@ class CaseMaps:
     """Score maps of one case, on the CPU.
 
     Attributes:
-        scores: float32 ``(C_fg + 1, Z, Y, X)``: index ``k < C_fg`` is ``u_{k+1} = p_{k+1} u``
+        scores: float32 ``(C_fg + 1, Z, Y, X)`` (numpy; a torch tensor on the compute device
+            after ``finish(on_device=True)``): index ``k < C_fg`` is ``u_{k+1} = p_{k+1} u``
             (foreground labels 1 .. C-1 in channel order), the last index is ``u`` (stratum -1).
         mutual_information: float32 ``(Z, Y, X)``, or None when not requested.
         n_folds: number of folds averaged.
     """
 
-    scores: np.ndarray
-    mutual_information: np.ndarray | None
+    scores: Any
+    mutual_information: Any
     n_folds: int
 
 
@@ -260,7 +261,7 @@ class _NumpySlabs:
     def mean(self, n_folds: int) -> np.ndarray:
         return self.sum * np.float32(1.0 / n_folds)
 
-    def finish(self, n_folds: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def finish(self, n_folds: int, on_device: bool) -> tuple[Any, Any]:
         c = self.shape[0]
         inv_m = np.float32(1.0 / n_folds)
 
@@ -282,13 +283,29 @@ class _NumpySlabs:
             p[c - 1] = u
 
         self._map(job)
+        if on_device:
+            torch = import_torch()
+            mi = None if self.entropy_sum is None else torch.from_numpy(self.entropy_sum)
+            return torch.from_numpy(self.sum), mi
         return self.sum, self.entropy_sum
+
+
+def _triton_kernels() -> Any | None:
+    """The fused Triton kernels, or None when Triton is missing or disabled."""
+    if os.environ.get("CLASP_RS_NO_TRITON", "") not in ("", "0"):
+        return None
+    try:
+        from clasp_rs import _triton_kernels
+    except ImportError:
+        return None
+    return _triton_kernels
 
 
 class _TorchSlabs:
     """Torch back end (CUDA, or the CPU on request): the sums live on the device; slabs are
-    staged through a CPU buffer unless the fold is already a tensor on the device. One device
-    synchronisation per fold."""
+    staged through a CPU buffer unless the fold is already a tensor on the device. On CUDA the
+    per-slab work is one fused Triton kernel when Triton is available (plain torch otherwise,
+    or with ``CLASP_RS_NO_TRITON=1``). One device synchronisation per fold."""
 
     def __init__(
         self,
@@ -297,6 +314,7 @@ class _TorchSlabs:
         device: torch.device,
         logits: bool,
         with_mutual_information: bool,
+        fused: Any | None = None,
     ) -> None:
         torch = import_torch()
         c, z, y, x = shape
@@ -305,15 +323,38 @@ class _TorchSlabs:
         self.chunk_z = chunk_z
         self.device = device
         self.logits = logits
+        self.fused = fused
+        self._fused_verified = False
         self.sum = torch.empty(shape, dtype=torch.float32, device=device)
         self.entropy_sum = (
             torch.empty((z, y, x), dtype=torch.float32, device=device)
             if with_mutual_information
             else None
         )
-        self.work = torch.empty((c, chunk_z, y, x), dtype=torch.float32, device=device)
-        self.voxels = torch.empty((chunk_z, y, x), dtype=torch.float32, device=device)
+        self._work: Any = None
+        self._voxels: Any = None
+        # Untouched pages cost no memory, so this stays free when folds are on the device.
         self.staging = np.empty((c, chunk_z, y, x), dtype=np.float32)
+
+    @property
+    def work(self) -> Any:
+        """float32 ``(C, chunk_z, Y, X)`` scratch of the plain torch path (made on first use)."""
+        if self._work is None:
+            c, _, y, x = self.shape
+            self._work = self.torch.empty(
+                (c, self.chunk_z, y, x), dtype=self.torch.float32, device=self.device
+            )
+        return self._work
+
+    @property
+    def voxels(self) -> Any:
+        """float32 ``(chunk_z, Y, X)`` scratch of the plain torch path (made on first use)."""
+        if self._voxels is None:
+            _, _, y, x = self.shape
+            self._voxels = self.torch.empty(
+                (self.chunk_z, y, x), dtype=self.torch.float32, device=self.device
+            )
+        return self._voxels
 
     def _entropy(self, p: Any, out: Any, work: Any) -> None:
         torch = self.torch
@@ -326,65 +367,113 @@ class _TorchSlabs:
         z = self.shape[1]
         return [(z0, min(z, z0 + self.chunk_z)) for z0 in range(0, z, self.chunk_z)]
 
+    def _run_fused(self, kernel: str, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        """Run a fused kernel: (True, its result), or (False, None) without Triton. If the
+        kernel cannot even be compiled or launched on this device, warn once and fall back to
+        plain torch."""
+        if self.fused is None:
+            return False, None
+        if self._fused_verified:
+            return True, getattr(self.fused, kernel)(*args, **kwargs)
+        try:
+            result = getattr(self.fused, kernel)(*args, **kwargs)
+        except Exception as err:  # a Triton or driver failure, before any write
+            import warnings
+
+            warnings.warn(
+                f"fused Triton kernels unavailable on {self.device} ({type(err).__name__}: "
+                f"{err}); using plain torch operations",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.fused = None
+            return False, None
+        self._fused_verified = True
+        return True, result
+
     def accumulate(self, reader: FoldReader, first: bool) -> bool:
         torch = self.torch
-        stats = []
+        oks = []
         for z0, z1 in self._slabs():
             n = z1 - z0
             fold = reader.device_slab(z0, z1, self.device, self.staging[:, :n])
+            if not fold[0].is_contiguous():
+                fold = fold.contiguous()
+            total = self.sum[:, z0:z1]
+            entropy = None if self.entropy_sum is None else self.entropy_sum[z0:z1]
+            fused, counts = self._run_fused(
+                "accumulate",
+                fold,
+                total,
+                entropy,
+                first=first,
+                logits=self.logits,
+                tolerance=SUM_TOLERANCE,
+            )
+            if fused:
+                oks.append(counts[0] == 0 if self.logits else (counts == 0).all())
+                continue
             if self.logits:
                 low, high = torch.aminmax(fold)
-                stats.append(torch.stack([low, high, high]))
+                oks.append(torch.isfinite(low) & torch.isfinite(high))
                 fold = torch.softmax(fold, dim=0)
             else:
                 sums = torch.sum(fold, dim=0, out=self.voxels[:n])
                 low, high = torch.aminmax(sums)
-                stats.append(torch.stack([fold.amin(), low, high]))
-            total = self.sum[:, z0:z1]
+                oks.append(
+                    (fold.amin() >= 0)
+                    & (low >= 1.0 - SUM_TOLERANCE)
+                    & (high <= 1.0 + SUM_TOLERANCE)
+                )
             if first:
                 total.copy_(fold)
             else:
                 total.add_(fold)
-            if self.entropy_sum is not None:
-                h = self.entropy_sum[z0:z1]
+            if entropy is not None:
                 if first:
-                    self._entropy(fold, h, self.work[:, :n])
+                    self._entropy(fold, entropy, self.work[:, :n])
                 else:
                     self._entropy(fold, self.voxels[:n], self.work[:, :n])
-                    h.add_(self.voxels[:n])
-        table = torch.stack(stats).to("cpu", torch.float64).numpy()
-        return _stats_ok(list(map(tuple, table)), self.logits)
+                    entropy.add_(self.voxels[:n])
+        return bool(torch.stack(oks).all())
 
     def mean(self, n_folds: int) -> np.ndarray:
         return (self.sum * (1.0 / n_folds)).cpu().numpy()
 
-    def finish(self, n_folds: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def finish(self, n_folds: int, on_device: bool) -> tuple[Any, Any]:
         torch = self.torch
         c, z, y, x = self.shape
-        on_cpu = self.device.type == "cpu"
-        scores = self.sum.numpy() if on_cpu else np.empty(self.shape, dtype=np.float32)
-        mi = None
-        if self.entropy_sum is not None:
-            mi = self.entropy_sum.numpy() if on_cpu else np.empty((z, y, x), dtype=np.float32)
+        copy_back = self.device.type != "cpu" and not on_device
+        scores: Any = np.empty(self.shape, dtype=np.float32) if copy_back else None
+        mi: Any = None
+        if self.entropy_sum is not None and copy_back:
+            mi = np.empty((z, y, x), dtype=np.float32)
         inv_m = 1.0 / n_folds
         for z0, z1 in self._slabs():
             n = z1 - z0
             p = self.sum[:, z0:z1]
-            if n_folds > 1:
-                p.mul_(inv_m)
-            u = self.voxels[:n]
-            self._entropy(p, u, self.work[:, :n])
-            if self.entropy_sum is not None:
-                h = self.entropy_sum[z0:z1]
-                h.mul_(-inv_m).add_(u).clamp_(min=0.0)
-                if mi is not None and not on_cpu:
-                    torch.from_numpy(mi[z0:z1]).copy_(h)
-            for k in range(c - 1):
-                torch.mul(p[k + 1], u, out=p[k])
-            p[c - 1].copy_(u)
-            if not on_cpu:
+            h = None if self.entropy_sum is None else self.entropy_sum[z0:z1]
+            fused, _ = self._run_fused("finish", p, h, n_folds)
+            if not fused:
+                if n_folds > 1:
+                    p.mul_(inv_m)
+                u = self.voxels[:n]
+                self._entropy(p, u, self.work[:, :n])
+                if h is not None:
+                    h.mul_(-inv_m).add_(u).clamp_(min=0.0)
+                for k in range(c - 1):
+                    torch.mul(p[k + 1], u, out=p[k])
+                p[c - 1].copy_(u)
+            if copy_back:
                 torch.from_numpy(scores[:, z0:z1]).copy_(p)
-        return scores, mi
+                if mi is not None:
+                    torch.from_numpy(mi[z0:z1]).copy_(h)
+        if copy_back:
+            return scores, mi
+        if on_device:
+            return self.sum, self.entropy_sum
+        mi_cpu = None if self.entropy_sum is None else self.entropy_sum.numpy()
+        return self.sum.numpy(), mi_cpu
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,12 +593,16 @@ class FoldAccumulator:
         assert self._slabs is not None
         return self._slabs.mean(self.n_folds)
 
-    def finish(self) -> CaseMaps:
+    def finish(self, *, on_device: bool = False) -> CaseMaps:
         """Compute the score maps (and mutual information) and end the accumulation.
 
+        Args:
+            on_device: return float32 torch tensors on the compute device instead of numpy
+                arrays on the CPU (no copy back; for further GPU work).
+
         Returns:
-            :class:`CaseMaps` with float32 CPU arrays. On the CPU the scores reuse the sum's
-            memory.
+            :class:`CaseMaps` with float32 numpy arrays (torch tensors with ``on_device``).
+            On the CPU, and with ``on_device``, the scores reuse the sum's memory.
 
         Raises:
             InvalidProbabilitiesError: no folds were added, or mutual information was
@@ -523,7 +616,7 @@ class FoldAccumulator:
                 f"{self.n_folds}"
             )
         assert self._slabs is not None
-        scores, mi = self._slabs.finish(self.n_folds)
+        scores, mi = self._slabs.finish(self.n_folds, on_device)
         self._finished = True
         self._slabs = None
         return CaseMaps(scores=scores, mutual_information=mi, n_folds=self.n_folds)
@@ -578,7 +671,12 @@ class FoldAccumulator:
             )
         else:
             self._slabs = _TorchSlabs(
-                self.shape, chunk_z, self.device, self.logits, self.with_mutual_information
+                self.shape,
+                chunk_z,
+                self.device,
+                self.logits,
+                self.with_mutual_information,
+                fused=_triton_kernels() if self.device.type == "cuda" else None,
             )
 
     def _diagnose(self, reader: FoldReader) -> str:
