@@ -25,6 +25,8 @@ from clasp_rs.selection import select_across_volumes, select_top_patches
 
 __all__ = [
     "__version__",
+    "ClaspPE",
+    "get_strategy",
     "ClaspError",
     "DatasetError",
     "InvalidPatchError",
@@ -46,6 +48,7 @@ __all__ = [
 # once its module exists.
 _LAZY_ATTRIBUTES: dict[str, str] = {
     "ClaspPE": "clasp_rs.strategies",
+    "get_strategy": "clasp_rs.strategies",
 }
 
 
