@@ -1,6 +1,6 @@
 //! Greedy, overlap-free selection over a grid of ranking keys.
 //!
-//! The grid is cut into blocks of [`BLOCK`]^3 candidates. A max-heap holds one entry per
+//! The grid is cut into blocks of [`BLOCK`] candidates. A max-heap holds one entry per
 //! block: its best candidate as of some number of exclusion zones (`version`). An entry
 //! whose block no newer zone touches is exact, so the heap top is the best valid candidate
 //! overall; an entry whose block a newer zone touches is only an upper bound, and is
@@ -16,10 +16,11 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::geometry::{index_box_contains, index_box_holds, index_boxes_intersect, Grid, IndexBox};
+use super::geometry::{index_box_contains, index_boxes_intersect, Grid, IndexBox};
 
-/// Block edge, in candidates.
-pub const BLOCK: usize = 8;
+/// Block extent in candidates along (z, y, x): long rows along x so that scanning a block
+/// row is a vectorised pass over contiguous keys.
+pub const BLOCK: [usize; 3] = [4, 8, 64];
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -62,7 +63,7 @@ impl Blocks {
     fn new(grid: &Grid) -> Self {
         Blocks {
             counts: grid.counts,
-            per_axis: grid.counts.map(|c| c.div_ceil(BLOCK)),
+            per_axis: [0, 1, 2].map(|i| grid.counts[i].div_ceil(BLOCK[i])),
         }
     }
 
@@ -76,11 +77,26 @@ impl Blocks {
             (block / self.per_axis[2]) % self.per_axis[1],
             block % self.per_axis[2],
         ];
-        [0, 1, 2].map(|i| b[i] * BLOCK..((b[i] + 1) * BLOCK).min(self.counts[i]))
+        [0, 1, 2].map(|i| b[i] * BLOCK[i]..((b[i] + 1) * BLOCK[i]).min(self.counts[i]))
     }
 }
 
+/// The best key of a non-empty row slice and its offset; the first of equal keys wins.
+#[inline]
+fn row_best(slice: &[f32]) -> (f32, usize) {
+    // Two passes, both vectorisable: the maximum, then its first position. Keys are never
+    // NaN, so `>` and `==` order them totally.
+    let max = slice
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &k| if k > m { k } else { m });
+    let offset = slice.iter().position(|&k| k == max).unwrap_or(0);
+    (max, offset)
+}
+
 /// The best (key, index) among candidates of `region` outside every zone in `zones`.
+///
+/// Row by row: the zones covering a row cut it into allowed x-segments, and only those are
+/// scanned, so a row fully inside a zone costs O(zones), not O(row).
 fn best_in(
     keys: &[f32],
     grid: &Grid,
@@ -88,36 +104,34 @@ fn best_in(
     zones: &[&IndexBox],
 ) -> Option<(f32, usize)> {
     let mut best: Option<(f32, usize)> = None;
+    let mut cuts: Vec<(usize, usize)> = Vec::with_capacity(zones.len());
+    let x_range = region[2].clone();
     for kz in region[0].clone() {
         for ky in region[1].clone() {
             let row = grid.index_of([kz, ky, 0]);
-            if zones.is_empty() {
-                // No exclusions (the initial pass over every block): a plain scan of the row.
-                let slice = &keys[row + region[2].start..row + region[2].end];
-                if let Some((offset, &key)) = slice.iter().enumerate().reduce(|a, b| {
-                    if b.1.total_cmp(a.1) == Ordering::Greater {
-                        b
-                    } else {
-                        a
+            cuts.clear();
+            cuts.extend(
+                zones
+                    .iter()
+                    .filter(|z| z[0].contains(&kz) && z[1].contains(&ky))
+                    .map(|z| (z[2].start, z[2].end)),
+            );
+            cuts.sort_unstable();
+            let mut x = x_range.start;
+            let mut consider = |from: usize, to: usize| {
+                if from < to {
+                    let (key, offset) = row_best(&keys[row + from..row + to]);
+                    // Segments arrive in increasing index order: only a strictly larger key wins.
+                    if best.is_none_or(|(k, _)| key > k) {
+                        best = Some((key, row + from + offset));
                     }
-                }) {
-                    let index = row + region[2].start + offset;
-                    if best.is_none_or(|(k, _)| key.total_cmp(&k) == Ordering::Greater) {
-                        best = Some((key, index));
-                    }
                 }
-                continue;
+            };
+            for &(lo, hi) in &cuts {
+                consider(x, lo.min(x_range.end));
+                x = x.max(hi);
             }
-            for kx in region[2].clone() {
-                if zones.iter().any(|z| index_box_holds(z, [kz, ky, kx])) {
-                    continue;
-                }
-                let key = keys[row + kx];
-                // Candidates arrive in increasing index order: only a strictly larger key wins.
-                if best.is_none_or(|(k, _)| key.total_cmp(&k) == Ordering::Greater) {
-                    best = Some((key, row + kx));
-                }
-            }
+            consider(x, x_range.end);
         }
     }
     best
