@@ -1,0 +1,71 @@
+"""The engine's runtime behaviour: its own thread pool, fork safety, GIL release."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import clasp_rs
+from clasp_rs import _clasp_rs
+
+
+def _select_in_child(queue) -> None:  # pragma: no cover - runs in the forked child
+    vol = np.random.default_rng(1).random((24, 24, 24)).astype(np.float32)
+    patches = clasp_rs.select_top_patches(vol, (6, 6, 6), 4)
+    queue.put([p.coords for p in patches])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_engine_works_in_a_forked_child_after_use_in_the_parent() -> None:
+    vol = np.random.default_rng(1).random((24, 24, 24)).astype(np.float32)
+    expected = [p.coords for p in clasp_rs.select_top_patches(vol, (6, 6, 6), 4)]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_select_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or crashed using the engine's pool"
+    assert queue.get(timeout=5) == expected
+
+
+def test_thread_count_comes_from_the_environment() -> None:
+    code = "from clasp_rs import _clasp_rs; print(_clasp_rs.num_threads())"
+    env = dict(os.environ, CLASP_RS_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "3", out.stderr
+
+
+def test_other_python_threads_run_while_the_engine_works() -> None:
+    # With the GIL released, a Python thread keeps counting during a long engine call.
+    vol = np.random.default_rng(2).random((96, 128, 128)).astype(np.float32)
+    inside = threading.Event()
+    done = threading.Event()
+    ticks_during_call = 0
+
+    def count() -> None:
+        nonlocal ticks_during_call
+        while not done.is_set():
+            if inside.is_set():
+                ticks_during_call += 1
+
+    # A long switch interval: Python itself will not hand the GIL to the counter between
+    # `inside.set()` and `inside.clear()`, so any tick in between needs the engine to drop it.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        inside.set()
+        _clasp_rs.select_strata([[vol]], (8, 8, 8), (1, 1, 1), [[50]], [[None]], [[]])
+        inside.clear()
+    finally:
+        done.set()
+        counter.join()
+        sys.setswitchinterval(interval)
+    assert ticks_during_call > 0
