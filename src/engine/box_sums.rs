@@ -371,6 +371,8 @@ pub fn direct_box_sum(scores: &Scores, fx: FixedPoint, b: &Box3) -> i64 {
                 }
             }
         }
+        // A patch touches a few rows of many planes, i.e. many pages: give them back.
+        scores.release_planes(b.start[0]..b.start[0] + b.size[0]);
         sum
     })
 }
