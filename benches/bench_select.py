@@ -84,15 +84,23 @@ def one_read(vol) -> float:
 
 def rss_growth_of_ours(path: Path, patch, n: int, stride: int) -> tuple[float, float]:
     """Runs ours on a memory-mapped .npy in a fresh process: (seconds, peak RSS growth bytes)."""
+    # ru_maxrss survives exec (a child starts with its parent's peak), so reset the
+    # high-water mark through clear_refs and read VmHWM/VmRSS from /proc instead.
     code = f"""
-import json, resource, time
+import json, time
 import clasp_rs
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS:")
 t0 = time.perf_counter()
 clasp_rs.select_top_patches({str(path)!r}, {tuple(patch)!r}, {n}, stride={stride})
 seconds = time.perf_counter() - t0
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"seconds": seconds, "growth": (after - before) * 1024}}))
+print(json.dumps({{"seconds": seconds, "growth": status("VmHWM:") - before}}))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     row = json.loads(out.stdout.strip().splitlines()[-1])
