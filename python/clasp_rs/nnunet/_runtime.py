@@ -1,0 +1,79 @@
+"""What every nnU-Net call needs: the lazy import, the environment, the device."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from clasp_rs._optional import import_nnunetv2, import_torch
+from clasp_rs.exceptions import DatasetError
+from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths
+
+
+def nnunet_ready() -> NnUNetPaths:
+    """Import nnunetv2 and check that it sees the folders our environment names.
+
+    nnunetv2 >= 2.6 reads ``nnUNet_raw`` & co. whenever it uses them; older releases read them
+    once, when ``nnunetv2.paths`` is first imported, so a variable changed later would send
+    our files and nnU-Net's to different places.
+
+    Raises:
+        ImportError: nnunetv2 is missing (install clasp-rs[nnunet]).
+        DatasetError: a variable is unset, or nnunetv2 holds different folders.
+    """
+    paths = nnunet_paths()
+    import_nnunetv2()
+    import nnunetv2.paths as nn_paths
+
+    for name, ours in zip(
+        ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"),
+        (paths.raw, paths.preprocessed, paths.results),
+        strict=True,
+    ):
+        theirs = getattr(nn_paths, name)
+        if theirs is None or os.path.abspath(os.fspath(theirs)) != os.path.abspath(ours):
+            raise DatasetError(
+                f"nnunetv2 uses {name}={theirs!r} but the environment now says {str(ours)!r}: "
+                f"this nnunetv2 read the variable when it was first imported; set the nnU-Net "
+                f"variables before starting Python, or upgrade to nnunetv2 >= 2.6"
+            )
+    return paths
+
+
+@contextlib.contextmanager
+def scoped_environ(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for the duration of the block."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def resolve_device(device: Any = None) -> Any:
+    """A ``torch.device`` from None (CUDA when available, else CPU), a string or a device.
+
+    Raises:
+        ValueError: the device type is not cpu, cuda or mps, or CUDA was asked for but is
+            not available.
+    """
+    torch = import_torch()
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r}: nnU-Net runs on cpu, cuda or mps")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+    return resolved

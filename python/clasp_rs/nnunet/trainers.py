@@ -1,0 +1,98 @@
+"""nnU-Net trainer classes shipped with clasp-rs.
+
+Importing this module imports torch and nnunetv2 (the classes derive from nnU-Net's
+trainer); nothing in ``clasp_rs`` imports it until a trainer is needed.
+
+nnU-Net finds trainers by class name only inside its own package, or in the folders listed in
+the ``nnUNet_extTrainer`` environment variable (nnunetv2 >= 2.6).
+``external_trainer_folder()`` is such a folder for the classes here, so that nnU-Net's own
+commands can use them too::
+
+    export nnUNet_extTrainer=$(python -c \
+        "import clasp_rs.nnunet as n; print(n.external_trainer_folder())")
+    nnUNetv2_train 901 3d_fullres 0 -tr nnUNetTrainer_clasp_tiny -device cpu
+"""
+
+from __future__ import annotations
+
+import copy
+
+from clasp_rs._optional import import_nnunetv2, import_torch
+
+import_torch()
+import_nnunetv2()
+
+import torch  # noqa: E402
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoDA import (  # noqa: E402
+    nnUNetTrainerNoDA,
+)
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans  # noqa: E402
+from nnunetv2.utilities.plans_handling.plans_handler import (  # noqa: E402
+    ConfigurationManager,
+    PlansManager,
+)
+
+__all__ = ["nnUNetTrainer_clasp_tiny", "TRAINERS"]
+
+
+class nnUNetTrainer_clasp_tiny(nnUNetTrainerNoDA):  # noqa: N801 - nnU-Net's naming scheme
+    """A trainer that finishes in seconds on a CPU, for tests and smoke runs.
+
+    Two epochs of four iterations (two validation iterations each), no data augmentation and
+    no test-time mirroring (from ``nnUNetTrainerNoDA``), and the planned U-Net topology with
+    at most ``MAX_FEATURES`` channels per stage (starting at ``BASE_FEATURES``). Its models
+    are useless for segmentation; they exercise every step of training and inference.
+    """
+
+    NUM_EPOCHS = 2
+    ITERATIONS_PER_EPOCH = 4
+    VAL_ITERATIONS_PER_EPOCH = 2
+    BASE_FEATURES = 8
+    MAX_FEATURES = 32
+
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),  # noqa: B008 - nnU-Net's signature
+    ):
+        # nnU-Net stores the constructor's arguments by inspecting this exact signature.
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = self.NUM_EPOCHS
+        self.num_iterations_per_epoch = self.ITERATIONS_PER_EPOCH
+        self.num_val_iterations_per_epoch = self.VAL_ITERATIONS_PER_EPOCH
+
+    @classmethod
+    def _features(cls, n_stages: int) -> list[int]:
+        return [min(cls.BASE_FEATURES * 2**i, cls.MAX_FEATURES) for i in range(n_stages)]
+
+    @staticmethod
+    def build_network_architecture(
+        plans_manager: PlansManager,
+        configuration_manager: ConfigurationManager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> torch.nn.Module:
+        # A staticmethod in nnU-Net (the predictor calls it on the class), so the class
+        # constants are read from this class explicitly.
+        del plans_manager
+        kwargs = copy.deepcopy(configuration_manager.network_arch_init_kwargs)
+        kwargs["features_per_stage"] = nnUNetTrainer_clasp_tiny._features(
+            len(kwargs["features_per_stage"])
+        )
+        return get_network_from_plans(
+            configuration_manager.network_arch_class_name,
+            kwargs,
+            configuration_manager.network_arch_init_kwargs_req_import,
+            num_input_channels,
+            num_output_channels,
+            allow_init=True,
+            deep_supervision=enable_deep_supervision,
+        )
+
+
+TRAINERS: dict[str, type] = {cls.__name__: cls for cls in (nnUNetTrainer_clasp_tiny,)}
+"""The trainer classes of this module by name."""
