@@ -1,0 +1,44 @@
+"""``clasp-rs annotate``: a human's labels for the queried patches, then the run goes on."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``annotate`` on the ``clasp-rs`` subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "annotate",
+        help="apply a human's labels for the queried patches and continue the run",
+        description=(
+            "Read <case><file_ending> from --labels for every case of the query the run waits "
+            "on. Inside the queried patches every voxel needs a class; outside them the file "
+            "must keep the label it was handed out with (or the ignore value). Checks all files "
+            "first, applies them, then continues the run with the experiment's settings."
+        ),
+    )
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="folder made by clasp-rs init")
+    parser.add_argument("--labels", required=True, metavar="DIR", help="the human's label files")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="for the continued run"
+    )
+    parser.add_argument(
+        "--no-continue", action="store_true", help="only apply the labels; do not continue the run"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from clasp_rs.loop.driver import RunOptions, run_experiment
+    from clasp_rs.loop.human import annotate_experiment
+
+    loop, cases = annotate_experiment(args.experiment, args.labels)
+    print(f"annotated the query of loop {loop} in {cases} case(s)")
+    if args.no_continue:
+        return 0
+    outcome = run_experiment(args.experiment, RunOptions(device=args.device, resume=True))
+    print(outcome.message)
+    return 0

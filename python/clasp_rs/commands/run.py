@@ -1,0 +1,64 @@
+"""``clasp-rs run``: train, evaluate, query and annotate, loop after loop."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``run`` on the ``clasp-rs`` subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run the active-learning loops of an experiment with nnU-Net v2",
+        description=(
+            "Per loop: plan and preprocess (later: only the cases with new annotations), train "
+            "the folds, evaluate the fold ensemble on the test split, predict the pool, query "
+            "the next patches and annotate them (--simulate: from the ground truth; otherwise "
+            "stop for 'clasp-rs annotate'). Every step is recorded in EXPERIMENT/state.json; "
+            "--resume continues after a crash. Settings not given keep the experiment's."
+        ),
+    )
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="folder made by clasp-rs init")
+    parser.add_argument("--loops", type=int, default=None, help="training loops in all (default 5)")
+    parser.add_argument("--strategy", default=None, help="query strategy (default clasp-pe)")
+    parser.add_argument(
+        "--trainer", default=None, help="nnU-Net trainer class name (default nnUNetTrainer)"
+    )
+    parser.add_argument(
+        "--folds", nargs="+", type=int, default=None, metavar="K", help="folds (default 0 1 2 3 4)"
+    )
+    parser.add_argument(
+        "--configuration", default=None, help="nnU-Net configuration (default 3d_fullres)"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto"
+    )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        default=None,
+        help="annotate queried patches from the ground truth (benchmarking)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an experiment that already ran steps"
+    )
+    parser.add_argument(
+        "--num-parts",
+        type=int,
+        default=1,
+        metavar="K",
+        help="shard prediction and query over K runs (after training; merge: a plain --resume)",
+    )
+    parser.add_argument("--part-id", type=int, default=0, metavar="I", help="this shard (0 .. K-1)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from clasp_rs.loop.driver import options_from_args, run_experiment
+
+    outcome = run_experiment(args.experiment, options_from_args(args))
+    print(outcome.message)
+    return 0

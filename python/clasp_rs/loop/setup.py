@@ -1,0 +1,402 @@
+"""``clasp-rs init``: an experiment from an nnU-Net raw dataset.
+
+Everything is checked before anything is written (nnU-Net environment, dataset.json, files,
+label values, split, budgets); the experiment folder and the new nnU-Net dataset are built
+under temporary names and renamed into place at the end, so a failed init leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clasp_rs.exceptions import DatasetError, InvalidPatchError
+from clasp_rs.loop.annotation import partial_labels
+from clasp_rs.loop.autosize import auto_budget, auto_patch_size, largest_component_box
+from clasp_rs.loop.experiment import EXPERIMENT_FILE, Experiment
+from clasp_rs.loop.jsonfile import read_json, write_json
+from clasp_rs.loop.split import split_cases
+from clasp_rs.loop.volumes import (
+    SUPPORTED_ENDINGS,
+    image_shape,
+    label_dtype,
+    link_or_copy,
+    read_label,
+    write_label_like,
+)
+from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths, raw_dataset_folder
+from clasp_rs.patches import write_loop_file
+from clasp_rs.probabilities import read_dataset_json
+
+__all__ = ["SourceDataset", "check_source", "init_experiment", "next_dataset_id"]
+
+_DATASET_ID = re.compile(r"^Dataset(\d{3})_")
+
+
+@dataclass(frozen=True)
+class SourceDataset:
+    """A checked nnU-Net raw dataset.
+
+    Attributes:
+        folder: ``$nnUNet_raw/DatasetXXX_Name``.
+        labels: class name -> value (background included).
+        channels: ``channel_names`` of dataset.json.
+        file_ending: e.g. ``".nii.gz"``.
+        cases: case names with a label file, sorted.
+    """
+
+    folder: Path
+    labels: dict[str, int]
+    channels: dict[str, str]
+    file_ending: str
+    cases: list[str]
+
+    def label_file(self, case: str) -> Path:
+        return self.folder / "labelsTr" / f"{case}{self.file_ending}"
+
+    def image_files(self, case: str) -> list[Path]:
+        return [
+            self.folder / "imagesTr" / f"{case}_{int(c):04d}{self.file_ending}"
+            for c in sorted(self.channels, key=int)
+        ]
+
+
+def _resolve_source(dataset: str, paths: NnUNetPaths) -> Path:
+    candidate = Path(dataset)
+    if candidate.is_dir():
+        return candidate.resolve()
+    return raw_dataset_folder(dataset, paths).resolve()
+
+
+def check_source(folder: Path) -> SourceDataset:
+    """Check an nnU-Net raw dataset's dataset.json and files (not the label values).
+
+    Raises:
+        FileNotFoundError: no dataset.json.
+        DatasetError: an ``ignore`` label already, a file ending clasp-rs cannot write, no
+            labelsTr, label files with another ending than dataset.json's, missing images.
+    """
+    info = read_dataset_json(folder / "dataset.json")
+    doc = read_json(folder / "dataset.json", "dataset.json")
+    if info.ignore_label is not None:
+        raise DatasetError(
+            f"{folder / 'dataset.json'} already has an 'ignore' label ({info.ignore_label}); "
+            "clasp-rs adds its own ignore label for unannotated voxels: start from the fully "
+            "labelled dataset"
+        )
+    ending = info.file_ending
+    if ending not in SUPPORTED_ENDINGS:
+        raise DatasetError(
+            f"{folder / 'dataset.json'}: file_ending {ending!r} is not supported by the loop; "
+            f"expected one of {', '.join(SUPPORTED_ENDINGS)}"
+        )
+    channels = doc.get("channel_names") or doc.get("modality")
+    if not isinstance(channels, dict) or not channels:
+        raise DatasetError(f'{folder / "dataset.json"} has no "channel_names" (e.g. {{"0": "CT"}})')
+    labels_dir = folder / "labelsTr"
+    if not labels_dir.is_dir():
+        raise DatasetError(
+            f"{folder} has no labelsTr folder: the loop simulates annotation and evaluates "
+            "from full labels, one <case>" + ending + " per training case"
+        )
+    names = sorted(
+        p.name for p in labels_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+    )
+    cases = [n[: -len(ending)] for n in names if n.endswith(ending) and len(n) > len(ending)]
+    others = [n for n in names if not n.endswith(ending)]
+    if others:
+        raise DatasetError(
+            f"{labels_dir} holds {len(others)} file(s) that do not end with dataset.json's "
+            f"file_ending {ending!r}: {', '.join(others[:5])}"
+            + (" ..." if len(others) > 5 else "")
+            + "; fix file_ending or the files"
+        )
+    if not cases:
+        raise DatasetError(f"{labels_dir} holds no label files (*{ending})")
+    source = SourceDataset(
+        folder, dict(info.labels), {str(k): str(v) for k, v in channels.items()}, ending, cases
+    )
+    missing = [str(p) for case in cases for p in source.image_files(case) if not p.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} image file(s) missing in {folder / 'imagesTr'}, e.g. "
+            f"{', '.join(Path(m).name for m in missing[:3])}; expected <case>_XXXX{ending} per "
+            "channel for every label file"
+        )
+    return source
+
+
+def next_dataset_id(paths: NnUNetPaths, minimum: int = 500) -> int:
+    """The smallest unused nnU-Net dataset id >= ``minimum`` above every id in use."""
+    used = {
+        int(m.group(1))
+        for base in (paths.raw, paths.preprocessed, paths.results)
+        if base.is_dir()
+        for entry in base.iterdir()
+        if (m := _DATASET_ID.match(entry.name))
+    }
+    candidate = max([minimum - 1, *used]) + 1
+    if candidate > 999:
+        raise DatasetError("no free nnU-Net dataset id left (ids go up to 999); pass --dataset-id")
+    return candidate
+
+
+def _id_in_use(paths: NnUNetPaths, dataset_id: int) -> list[str]:
+    prefix = f"Dataset{dataset_id:03d}_"
+    return sorted(
+        str(entry)
+        for base in (paths.raw, paths.preprocessed, paths.results)
+        if base.is_dir()
+        for entry in base.iterdir()
+        if entry.name.startswith(prefix)
+    )
+
+
+def _hard_classes(items: Iterable[int | str], labels: dict[str, int]) -> list[int]:
+    out = set()
+    for item in items:
+        text = str(item)
+        value = int(text) if text.lstrip("-").isdigit() else labels.get(text)
+        if value is None or value <= 0 or value not in labels.values():
+            names = ", ".join(f"{k}={v}" for k, v in labels.items() if v > 0)
+            raise DatasetError(
+                f"--hard-classes {text!r} is not a foreground class (by name or value: {names})"
+            )
+        out.add(value)
+    return sorted(out)
+
+
+def _as_patch_size(value: str | Sequence[int]) -> tuple[int, int, int] | None:
+    if isinstance(value, str):
+        if value != "auto":
+            raise InvalidPatchError(f"--patch-size takes 'auto' or Z Y X, got {value!r}")
+        return None
+    items = [int(v) for v in value]
+    if len(items) != 3 or min(items) < 1:
+        raise InvalidPatchError(
+            f"--patch-size takes 'auto' or 3 positive integers Z Y X, got {list(value)}"
+        )
+    return items[0], items[1], items[2]
+
+
+def init_experiment(
+    dataset: str,
+    experiment: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    patch_size: str | Sequence[int] = "auto",
+    budget: int | str = "auto",
+    start_budget: int | None = None,
+    hard_classes: Iterable[int | str] = (),
+    dataset_id: int | None = None,
+    name: str | None = None,
+) -> Experiment:
+    """Create an experiment folder and its nnU-Net dataset from a raw dataset.
+
+    Args:
+        dataset: id (``900``), name (``Dataset900_X``) in ``$nnUNet_raw``, or a folder path.
+        experiment: the experiment folder to create (must not exist, or be empty).
+        seed: seed of the split and every query.
+        patch_size: ``"auto"`` or ``(dz, dy, dx)``.
+        budget: patches per loop, or ``"auto"`` (50 per class, 100 per hard class).
+        start_budget: patches of ``loop_000.json`` (default: ``budget``).
+        hard_classes: foreground labels (values or names) that get 100 patches under
+            ``--budget auto``.
+        dataset_id: id of the new nnU-Net dataset (default: the next free id >= 500).
+        name: its name after ``DatasetYYY_`` (default: the source's name + ``_clasp``).
+
+    Returns:
+        The experiment.
+
+    Raises:
+        DatasetError: the environment, dataset or options are unusable (nothing written).
+    """
+    paths = nnunet_paths()
+    root = Path(experiment).resolve()
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise DatasetError(f"experiment folder {root} already exists and is not empty")
+    source = check_source(_resolve_source(dataset, paths))
+    size = _as_patch_size(patch_size)
+    if seed < 0:
+        raise DatasetError(f"--seed must be >= 0, got {seed}")
+
+    # -- new dataset name ----------------------------------------------------------------------
+    new_id = next_dataset_id(paths) if dataset_id is None else int(dataset_id)
+    if not 1 <= new_id <= 999:
+        raise DatasetError(f"--dataset-id must be in 1..999, got {new_id}")
+    taken = _id_in_use(paths, new_id)
+    if taken:
+        raise DatasetError(f"nnU-Net dataset id {new_id} is already used by {', '.join(taken)}")
+    suffix = (
+        name
+        or (
+            source.folder.name.split("_", 1)[1] if "_" in source.folder.name else source.folder.name
+        )
+        + "_clasp"
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", suffix):
+        raise DatasetError(f"--name {suffix!r} may hold only letters, digits, '_' and '-'")
+    new_name = f"Dataset{new_id:03d}_{suffix}"
+
+    # -- labels: values, classes, boxes --------------------------------------------------------
+    values = set(source.labels.values())
+    foreground = sorted(v for v in values if v > 0)
+    hard = _hard_classes(hard_classes, source.labels)
+    present: dict[str, set[int]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    boxes: dict[int, list[tuple[int, int, int]]] = {c: [] for c in foreground}
+    for case in source.cases:
+        labels, _ = read_label(source.label_file(case))
+        found = {int(v) for v in np.unique(labels)}
+        unknown = sorted(found - values)
+        if unknown:
+            raise DatasetError(
+                f"{source.label_file(case)} holds label value(s) {unknown} that dataset.json "
+                f"does not list (it lists {sorted(values)})"
+            )
+        shape = image_shape(source.image_files(case)[0])
+        if tuple(labels.shape) != shape:
+            raise DatasetError(
+                f"case {case!r}: label shape {labels.shape} differs from image shape "
+                f"{shape} (Z, Y, X)"
+            )
+        present[case] = found & set(foreground)
+        counts[case] = {str(c): int(np.count_nonzero(labels == c)) for c in foreground}
+        if size is None:
+            for c in sorted(present[case]):
+                box = largest_component_box(labels == c)
+                if box is not None:
+                    boxes[c].append(box)
+    absent = [c for c in foreground if not any(c in p for p in present.values())]
+    if absent:
+        names = {v: k for k, v in source.labels.items()}
+        raise DatasetError(
+            f"foreground class(es) {', '.join(f'{c} ({names[c]})' for c in absent)} occur in no "
+            "label file"
+        )
+    pool, test = split_cases(present, seed=seed)
+    if len(pool) < 5:
+        raise DatasetError(
+            f"the pool would hold {len(pool)} case(s); nnU-Net's 5-fold cross-validation needs at "
+            "least 5 training cases (the dataset needs at least 7)"
+        )
+    if size is None:
+        size = auto_patch_size(boxes)
+    per_loop = auto_budget(foreground, hard) if budget == "auto" else int(budget)
+    start = per_loop if start_budget is None else int(start_budget)
+    needed = 2 * len(values)
+    for what, value in (("--budget", per_loop), ("--start-budget", start)):
+        if value < needed:
+            raise DatasetError(
+                f"{what} {value} is too small: every class needs two patches ({len(values)} "
+                f"labels, background included, need at least {needed})"
+            )
+
+    # -- starting budget -----------------------------------------------------------------------
+    from clasp_rs.strategies import starting_budget
+
+    ending = source.file_ending
+    ground_truth = {case: read_label(source.label_file(case)) for case in pool}
+    start_patches = starting_budget(
+        {case: gt for case, (gt, _) in ground_truth.items()},
+        start,
+        size,
+        seed=seed,
+        classes=sorted(values),
+        files={case: f"{case}{ending}" for case in pool},
+    )
+
+    # -- write, under temporary names ------------------------------------------------------------
+    ignore = max(values) + 1
+    dtype = label_dtype(ignore)
+    exp = Experiment(
+        root=root,
+        seed=seed,
+        source_name=source.folder.name,
+        source_folder=source.folder,
+        dataset_id=new_id,
+        dataset_name=new_name,
+        labels=dict(sorted(source.labels.items(), key=lambda kv: kv[1])),
+        ignore_label=ignore,
+        channels=source.channels,
+        file_ending=ending,
+        pool=pool,
+        test=test,
+        patch_size=size,
+        budget=per_loop,
+        start_budget=start,
+        hard_classes=hard,
+        foreground_voxels={case: counts[case] for case in pool},
+    )
+    tmp_root = root.parent / f".{root.name}.init-{os.getpid()}"
+    tmp_data = paths.raw / f".{new_name}.init-{os.getpid()}"
+    try:
+        for folder in (
+            tmp_root,
+            tmp_root / "ground_truth",
+            tmp_root / "loops",
+            tmp_root / ".scratch",
+        ):
+            folder.mkdir(parents=True)
+        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+            (tmp_data / sub).mkdir(parents=True)
+        for case in pool:
+            for image in source.image_files(case):
+                link_or_copy(image, tmp_data / "imagesTr" / image.name)
+            link_or_copy(source.label_file(case), tmp_root / "ground_truth" / f"{case}{ending}")
+            gt, reference = ground_truth[case]
+            mine = [p for p in start_patches if p.file == f"{case}{ending}"]
+            write_label_like(
+                partial_labels(gt, mine, ignore, dtype),
+                reference,
+                tmp_data / "labelsTr" / f"{case}{ending}",
+                tmp_root / ".scratch",
+            )
+        for case in test:
+            for image in source.image_files(case):
+                link_or_copy(image, tmp_data / "imagesTs" / image.name)
+            link_or_copy(source.label_file(case), tmp_data / "labelsTs" / f"{case}{ending}")
+        dataset_json = {
+            "name": suffix,
+            "description": f"clasp-rs active learning on {source.folder.name}: labels are "
+            f"'ignore' ({ignore}) outside annotated patches; test cases in imagesTs/labelsTs",
+            "channel_names": source.channels,
+            "labels": {**exp.labels, "ignore": ignore},
+            "numTraining": len(pool),
+            "file_ending": ending,
+        }
+        write_json(tmp_data / "dataset.json", dataset_json)
+        write_json(tmp_root / EXPERIMENT_FILE, exp.to_json())
+        from clasp_rs import __version__
+
+        write_loop_file(
+            tmp_root / "loop_000.json",
+            start_patches,
+            meta={
+                "strategy": "starting-budget",
+                "seed": seed,
+                "loop": 0,
+                "n": start,
+                "patch_size": list(size),
+                "version": __version__,
+            },
+        )
+        tmp_data.rename(paths.raw / new_name)
+        if root.exists():
+            root.rmdir()
+        try:
+            tmp_root.rename(root)
+        except BaseException:
+            shutil.rmtree(paths.raw / new_name, ignore_errors=True)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        shutil.rmtree(tmp_data, ignore_errors=True)
+        raise
+    return exp

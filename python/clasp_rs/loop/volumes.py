@@ -1,0 +1,137 @@
+"""Label and image files of nnU-Net raw datasets, read and written with SimpleITK.
+
+Arrays are in SimpleITK / nnU-Net order ``(Z, Y, X)``. Label files are written atomically: a
+temporary file with the same ending in a scratch folder on the same filesystem, then
+``os.replace``, so a reader (or nnU-Net) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clasp_rs.exceptions import DatasetError
+
+__all__ = [
+    "SUPPORTED_ENDINGS",
+    "image_shape",
+    "label_dtype",
+    "link_or_copy",
+    "read_image",
+    "read_label",
+    "write_label_like",
+]
+
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
+"""File endings the loop reads and writes (SimpleITK formats nnU-Net also reads)."""
+
+
+def _sitk() -> Any:
+    try:
+        import SimpleITK as sitk
+    except ImportError as err:  # an nnunetv2 dependency
+        raise ImportError(
+            "the active-learning loop reads label files with SimpleITK, which is not "
+            "installed: install clasp-rs[nnunet] (pip install 'clasp-rs[nnunet]')"
+        ) from err
+    return sitk
+
+
+def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
+    """A label file as an integer array and its SimpleITK image (for the geometry).
+
+    Returns:
+        ``(labels, image)``: labels int16/uint8/... ``(Z, Y, X)`` as stored (floating point
+        files are converted when every value is an integer); ``image`` the SimpleITK image.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DatasetError: more than one component per voxel, or non-integer values.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(2, "label file not found", str(file))
+    sitk = _sitk()
+    image = sitk.ReadImage(str(file))
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
+        raise DatasetError(
+            f"{file}: expected a 3-D single-component label map, got "
+            f"{image.GetDimension()}-D with {image.GetNumberOfComponentsPerPixel()} components"
+        )
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.integer):
+        rounded = np.rint(array)
+        if not np.array_equal(rounded, array):
+            raise DatasetError(f"{file}: non-integer values; expected a label map")
+        array = rounded.astype(np.int32)
+    return array, image
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """The voxels of an image file as float32 ``(Z, Y, X)`` (first channel file only)."""
+    sitk = _sitk()
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(Z, Y, X)`` of an image file, from its header only."""
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    size = reader.GetSize()
+    if len(size) != 3:
+        raise DatasetError(f"{path}: expected a 3-D image, got size {size}")
+    return int(size[2]), int(size[1]), int(size[0])
+
+
+def label_dtype(max_value: int) -> type[np.integer]:
+    """The smallest unsigned integer type that holds ``0 .. max_value``."""
+    return np.uint8 if max_value < 256 else np.uint16
+
+
+def write_label_like(
+    array: np.ndarray,
+    reference: Any,
+    path: str | os.PathLike[str],
+    scratch: str | os.PathLike[str],
+) -> Path:
+    """Write ``array`` (Z, Y, X) with the geometry of the SimpleITK image ``reference``.
+
+    Args:
+        array: integer labels, same shape as ``reference``.
+        reference: a SimpleITK image (spacing, origin, direction are copied).
+        path: destination; its ending picks the format.
+        scratch: an existing folder on the same filesystem for the temporary file.
+
+    Returns:
+        ``path``; an existing file there is replaced atomically.
+    """
+    sitk = _sitk()
+    dest = Path(path)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.CopyInformation(reference)
+    ending = next((e for e in SUPPORTED_ENDINGS if dest.name.endswith(e)), dest.suffix)
+    fd, tmp = tempfile.mkstemp(prefix=".label.", suffix=ending, dir=scratch)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Hard-link ``source`` to ``target`` (no copy of large images), or copy where links
+    are impossible (another filesystem)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
