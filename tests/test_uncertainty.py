@@ -523,10 +523,20 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_path_matches_cpu(tmp_path):
+@pytest.mark.parametrize("triton", ["fused", "plain torch"])
+def test_cuda_path_matches_cpu(tmp_path, monkeypatch, triton):
+    if triton == "plain torch":
+        monkeypatch.setenv("CLASP_RS_NO_TRITON", "1")
     rng = np.random.default_rng(13)
     folds = random_folds(rng, 3, 4, (9, 16, 12))
     cpu = unc.compute_case_maps(folds, device="cpu", with_mutual_information=True)
+    logits = np.log(np.clip(folds, 1e-6, None))
+    np.testing.assert_allclose(
+        unc.compute_case_maps(logits, logits=True, device="cuda").scores,
+        unc.compute_case_maps(logits, logits=True, device="cpu").scores,
+        rtol=1e-5,
+        atol=1e-6,
+    )
     for chunk_z in (None, 1, 4):
         gpu = unc.compute_case_maps(
             folds, device="cuda", with_mutual_information=True, chunk_z=chunk_z
