@@ -330,6 +330,12 @@ def run(args: argparse.Namespace) -> int:
             with stages.stage("select"):
                 local = strategy.select_local(scores, request, partial=True)
             keep_maps = keep_maps or any(sel.fill_map for sel in local.values())
+            if own_workdir:
+                # Only the entropy maps a recorded fill may need stay for the merge.
+                needed = {sel.fill_map for sel in local.values() if sel.fill_map}
+                for path in written:
+                    if path not in needed:
+                        Path(path).unlink(missing_ok=True)
             part = Part(
                 strategy=strategy.params(),
                 request=_part_request(request, cases),
