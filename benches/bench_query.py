@@ -148,7 +148,9 @@ def main() -> None:
     shape = (args.shape[0], args.shape[1], args.shape[2])
     probs, dataset = prepare(args.cases, shape)
     npz_bytes = sum(p.stat().st_size for p in probs.glob("*.npz"))
+    load_before = os.getloadavg()[0]
     runs = [run_query(probs, dataset, args, stride) for stride in args.strides]
+    load_after = os.getloadavg()[0]
 
     voxels = args.cases * int(np.prod(shape))
     lines = [
@@ -156,7 +158,8 @@ def main() -> None:
         f"{npz_bytes / 2**30:.2f} GiB of .npz), n = {args.n}, patch "
         f"{'×'.join(map(str, args.patch_size))}, ClaSP PE, loop 1 (beta 3.16), device "
         f"{args.device}; {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}.",
+        f"Python {platform.python_version()}; 1-minute load average {load_before:.1f} before, "
+        f"{load_after:.1f} after (other jobs share the machine when it is above 0).",
         "",
         "| stride | read + maps (s) | select (s) | merge + fill (s) | write (s) | total (s) | "
         "wall incl. start-up (s) | Mvoxel/s (total) | peak RSS (GiB) |",
