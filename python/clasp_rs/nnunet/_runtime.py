@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,3 +78,30 @@ def resolve_device(device: Any = None) -> Any:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
     return resolved
+
+
+# Packages whose warnings inside nnU-Net calls are nnU-Net's business: e.g. its trainer
+# divides 0/0 for a class absent from a validation batch (numpy RuntimeWarning raised in
+# nnunetv2), and scanning its trainer modules imports timm (FutureWarning raised in torch).
+NNUNET_WARNING_MODULES = (
+    "nnunetv2",
+    "torch",
+    "numpy",
+    "batchgenerators",
+    "batchgeneratorsv2",
+    "dynamic_network_architectures",
+    "acvl_utils",
+    "blosc2",
+    "timm",
+)
+
+
+@contextlib.contextmanager
+def nnunet_warnings() -> Iterator[None]:
+    """Show warnings attributed to nnU-Net and its libraries once instead of raising them,
+    whatever the caller's filters (``-W error``, pytest's ``filterwarnings = error``);
+    warnings from other modules keep the caller's filters."""
+    with warnings.catch_warnings():
+        for module in NNUNET_WARNING_MODULES:
+            warnings.filterwarnings("default", module=rf"{module}(\.|$)")
+        yield

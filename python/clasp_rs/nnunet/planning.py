@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.nnunet._runtime import nnunet_ready, scoped_environ
+from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, scoped_environ
 from clasp_rs.nnunet.paths import dataset_name, raw_dataset_folder
 
 __all__ = ["plan_experiment", "preprocess", "raw_cases", "preprocessed_folder"]
@@ -108,15 +108,16 @@ def plan_experiment(
     n_proc_da = os.environ.get("nnUNet_n_proc_DA")
     if n_proc_da is not None and int(n_proc_da) < 1:
         n_proc_da = "1"
-    extract_fingerprint_dataset(
-        dataset_id,
-        num_processes=max(1, num_processes),
-        check_dataset_integrity=verify,
-        clean=True,
-        verbose=False,
-        show_progress_bar=False,
-    )
-    with scoped_environ(nnUNet_n_proc_DA=n_proc_da):
+    with nnunet_warnings():
+        extract_fingerprint_dataset(
+            dataset_id,
+            num_processes=max(1, num_processes),
+            check_dataset_integrity=verify,
+            clean=True,
+            verbose=False,
+            show_progress_bar=False,
+        )
+    with nnunet_warnings(), scoped_environ(nnUNet_n_proc_DA=n_proc_da):
         _, identifier = plan_experiment_dataset(
             dataset_id,
             planner_class,
@@ -179,22 +180,22 @@ def preprocess(
     gt_folder = folder / "gt_segmentations"
     gt_folder.mkdir(exist_ok=True)
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
-    for case in wanted:
-        entry = available[case]
-        label = str(entry["label"])
-        images = entry["images"]
-        assert isinstance(images, list)
-        _preprocess_case(
-            preprocessor,
-            output,
-            case,
-            images,
-            label,
-            plans_manager,
-            configuration_manager,
-            dataset_json,
-        )
-        _copy_atomic(Path(label), gt_folder / Path(label).name)
+    with nnunet_warnings():
+        for case in wanted:
+            label = str(available[case]["label"])
+            images = available[case]["images"]
+            assert isinstance(images, list)
+            _preprocess_case(
+                preprocessor,
+                output,
+                case,
+                images,
+                label,
+                plans_manager,
+                configuration_manager,
+                dataset_json,
+            )
+            _copy_atomic(Path(label), gt_folder / Path(label).name)
     return wanted
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.nnunet._runtime import nnunet_ready, resolve_device
+from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, resolve_device
 from clasp_rs.nnunet.checkpoints import load_checkpoint
 from clasp_rs.nnunet.training import resolve_trainer
 
@@ -121,8 +121,10 @@ def predict_probabilities(
                 model_folder, fold, checkpoint, trainer, torch_device, use_mirroring, tile_step_size
             )
             fold_out.mkdir(parents=True, exist_ok=True)
-            for case in todo:
-                _predict_case(predictor, inputs[case], fold_out, case, dataset_json["file_ending"])
+            with nnunet_warnings():
+                for case in todo:
+                    ending = dataset_json["file_ending"]
+                    _predict_case(predictor, inputs[case], fold_out, case, ending)
         for case in mine:
             results[case].append(fold_out / f"{case}.npz")
     return results

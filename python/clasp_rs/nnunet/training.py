@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.nnunet._runtime import nnunet_ready, resolve_device, scoped_environ
+from clasp_rs.nnunet._runtime import (
+    nnunet_ready,
+    nnunet_warnings,
+    resolve_device,
+    scoped_environ,
+)
 from clasp_rs.nnunet.checkpoints import load_checkpoint
 from clasp_rs.nnunet.paths import dataset_name
 from clasp_rs.nnunet.planning import DEFAULT_PLANS, preprocessed_folder
@@ -40,12 +44,9 @@ def resolve_trainer(trainer: str | type) -> type:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
         try:
-            # The search imports every trainer module of nnunetv2, some of which pull in
-            # packages (timm) that warn about deprecated torch APIs on import; those warnings
-            # are about nnU-Net's dependencies, not about this call.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
+            # The search imports every trainer module of nnunetv2; some pull in packages
+            # (timm) that warn about deprecated torch APIs on import.
+            with nnunet_warnings():
                 found = recursive_find_trainer_class_by_name(trainer)
         except (RuntimeError, AssertionError) as err:
             raise ValueError(
@@ -189,7 +190,8 @@ def _train_fold(
                 # nnU-Net would unpickle the file itself; hand it the safely loaded dict.
                 instance.load_checkpoint(load_checkpoint(output / name))
                 break
-    instance.run_training()
-    if validate:
-        instance.perform_actual_validation(False)
+    with nnunet_warnings():
+        instance.run_training()
+        if validate:
+            instance.perform_actual_validation(False)
     return output
