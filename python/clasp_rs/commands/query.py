@@ -37,7 +37,7 @@ from clasp_rs.strategies import STRATEGIES, get_strategy
 from clasp_rs.strategies.base import QueryRequest, QueryResult, ScoreSet, Strategy
 from clasp_rs.strategies.partial import Part, annotated_digest, write_part
 
-__all__ = ["add_parser", "build_meta", "check_out", "print_summary", "run"]
+__all__ = ["add_parser", "build_meta", "check_out", "compute_maps", "print_summary", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scores: dict[str, ScoreSet] = {}
         with stages.stage("read + maps"):
-            scores = _compute_maps(strategy, export, cases, args.device, workdir, console, written)
+            scores = compute_maps(strategy, export, cases, args.device, workdir, console, written)
         if sharded:
             with stages.stage("select"):
                 local = strategy.select_local(scores, request, partial=True)
@@ -416,7 +416,7 @@ def _part_request(request: QueryRequest, cases: Sequence[str]) -> QueryRequest:
     )
 
 
-def _compute_maps(
+def compute_maps(
     strategy: Strategy,
     export: Any,
     cases: Sequence[str],
@@ -425,6 +425,8 @@ def _compute_maps(
     console: Console,
     written: list[str],
 ) -> dict[str, ScoreSet]:
+    """Score maps of ``cases`` into ``workdir`` with a progress bar over cases; the paths
+    written are appended to ``written`` (so a failed run can remove them)."""
     from clasp_rs.strategies.scores import score_set_for_case
 
     scores: dict[str, ScoreSet] = {}
@@ -456,3 +458,7 @@ def _compute_maps(
                 scores[case] = s
             progress.advance(task)
     return scores
+
+
+# The nnU-Net loop imported the earlier private name.
+_compute_maps = compute_maps
