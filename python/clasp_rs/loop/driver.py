@@ -45,7 +45,13 @@ from clasp_rs.loop.volumes import read_label, write_label_like
 from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths
 from clasp_rs.patches import Patch, read_loop_file, read_loop_meta
 
-__all__ = ["RunOptions", "RunOutcome", "annotated_statistics", "run_experiment"]
+__all__ = [
+    "RunOptions",
+    "RunOutcome",
+    "annotated_statistics",
+    "run_experiment",
+    "simulate_annotation",
+]
 
 DEFAULTS: dict[str, Any] = {
     "strategy": "clasp-pe",
@@ -443,16 +449,7 @@ class _Loop:
         return {"patches": patches}
 
     def simulate_annotation(self, loop: int) -> dict[str, Any]:
-        new = patches_by_case(read_loop_file(self.exp.loop_file(loop + 1)))
-        self.exp.scratch.mkdir(exist_ok=True)
-        for case, patches in new.items():
-            label_file = self.dataset / "labelsTr" / self.exp.file_of(case)
-            current, reference = read_label(label_file)
-            truth, _ = read_label(self.exp.ground_truth(case))
-            write_label_like(
-                apply_patches(current, truth, patches), reference, label_file, self.exp.scratch
-            )
-        return {"cases": len(new), "patches": sum(len(p) for p in new.values())}
+        return simulate_annotation(self.exp, self.dataset, loop)
 
     def wait_for_human(self, loop: int) -> RunOutcome:
         query = self.exp.loop_file(loop + 1)
@@ -505,6 +502,19 @@ class _Loop:
 
 def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+def simulate_annotation(exp: Experiment, dataset: Path, loop: int) -> dict[str, Any]:
+    """Copy the ground truth into the training labels inside the patches of the query made
+    after ``loop`` (``loop_(loop+1).json``); idempotent."""
+    new = patches_by_case(read_loop_file(exp.loop_file(loop + 1)))
+    exp.scratch.mkdir(exist_ok=True)
+    for case, patches in new.items():
+        label_file = dataset / "labelsTr" / exp.file_of(case)
+        current, reference = read_label(label_file)
+        truth, _ = read_label(exp.ground_truth(case))
+        write_label_like(apply_patches(current, truth, patches), reference, label_file, exp.scratch)
+    return {"cases": len(new), "patches": sum(len(p) for p in new.values())}
 
 
 def annotated_statistics(exp: Experiment, paths: NnUNetPaths, loop: int) -> dict[str, Any]:

@@ -108,6 +108,9 @@ def fg_efficiency(fractions: Sequence[float], dice: Sequence[float]) -> Exponent
                 p0=(plateau0, rate0),
                 bounds=([0.0, 0.0], [1.0, np.inf]),
                 maxfev=20000,
+                ftol=1e-12,
+                xtol=1e-12,
+                gtol=1e-12,
             )
     except (RuntimeError, ValueError):
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,10 @@ def query_loop(run: Any, loop: int, target: Path) -> int:
         parts = complete_parts(run, loop)
         if parts is not None:
             merge.run(argparse.Namespace(parts=[str(p) for p in parts], out=str(target)))
+            for part in parts:
+                # The merge is written; the shards' large inputs are no longer needed.
+                shutil.rmtree(part.parent / "probabilities", ignore_errors=True)
+                shutil.rmtree(part.parent / "maps", ignore_errors=True)
         else:
             args = argparse.Namespace(
                 probabilities=str(exp.loop_folder(loop) / "pool_probabilities"),

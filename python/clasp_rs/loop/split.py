@@ -12,6 +12,8 @@ from clasp_rs.exceptions import DatasetError
 __all__ = ["TEST_FRACTION", "split_cases"]
 
 TEST_FRACTION = 0.25
+# Seeded case orders tried before a split is declared impossible.
+_ORDERS = 200
 
 
 def split_cases(
@@ -24,10 +26,11 @@ def split_cases(
     foreground class in both.
 
     The test set has ``round(test_fraction * n)`` cases (at least 1). The cases are put in a
-    seeded random order; first, for each class (rarest first, ties by label) not yet in the
-    test set, the first case in that order that contains it and whose move leaves every class
-    in the pool goes to the test set; then cases in that order fill the test set up to its
-    size, skipping any whose move would take a class's last pool case.
+    seeded random order; greedily, the first case in that order that brings the most classes
+    still missing from the test set, and whose move leaves every class in the pool, goes to
+    the test set; then cases in that order fill the test set up to its size, skipping any
+    whose move would take a class's last pool case. When an order gives no valid split, the
+    next seeded order is tried (up to 200).
 
     Args:
         classes: case name -> the foreground labels present in its ground truth.
@@ -57,9 +60,28 @@ def split_cases(
             + ", ".join(f"{c} (only in {holders[c]})" for c in rare)
             + " occur in fewer than two cases"
         )
-    order = [cases[i] for i in np.random.Generator(np.random.PCG64(seed)).permutation(len(cases))]
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for _ in range(_ORDERS):
+        order = [cases[i] for i in rng.permutation(len(cases))]
+        test = _attempt(order, present, holders, n_test)
+        if test is not None:
+            return sorted(set(cases) - set(test)), sorted(test)
+    raise DatasetError(
+        f"found no test set of {n_test} case(s) ({test_fraction:.0%} of {len(cases)}) that holds "
+        f"every class while the pool keeps them all (tried {_ORDERS} seeded orders); add cases "
+        "that hold the rare classes "
+        + ", ".join(f"{c} (in {len(h)} case(s))" for c, h in sorted(holders.items()))
+    )
+
+
+def _attempt(
+    order: list[str], present: dict[str, set[int]], holders: dict[int, list[str]], n_test: int
+) -> list[str] | None:
+    """Greedy cover in ``order``: repeatedly move the first case that brings the most
+    classes still missing from the test set (and takes no class's last pool case), then fill
+    up in ``order``. None when this order gives no valid split."""
     test: list[str] = []
-    pool_count = {c: len(holders[c]) for c in all_classes}
+    pool_count = {c: len(h) for c, h in holders.items()}
 
     def movable(case: str) -> bool:
         return case not in test and all(pool_count[c] > 1 for c in present[case])
@@ -69,30 +91,21 @@ def split_cases(
         for c in present[case]:
             pool_count[c] -= 1
 
-    for c in sorted(all_classes, key=lambda c: (len(holders[c]), c)):
-        if any(c in present[case] for case in test):
-            continue
-        choice = next((case for case in order if c in present[case] and movable(case)), None)
-        if choice is None:
-            raise DatasetError(
-                f"cannot put class {c} in the test set without taking another class's last "
-                f"pool case (cases with class {c}: {holders[c]})"
-            )
-        move(choice)
-    if len(test) > n_test:
-        raise DatasetError(
-            f"keeping every class in the test set needs {len(test)} test cases, more than the "
-            f"{n_test} ({test_fraction:.0%} of {len(cases)}) a split allows; add cases that "
-            "hold the rare classes"
-        )
+    missing = set(holders)
+    while missing:
+        gains = [
+            (len(present[case] & missing), -i, case)
+            for i, case in enumerate(order)
+            if movable(case)
+        ]
+        best = max(gains, default=(0, 0, ""))
+        if best[0] == 0 or len(test) == n_test:
+            return None
+        move(best[2])
+        missing -= present[best[2]]
     for case in order:
         if len(test) == n_test:
             break
         if movable(case):
             move(case)
-    if len(test) < n_test:
-        raise DatasetError(
-            f"only {len(test)} of {n_test} test cases can move out of the pool without taking a "
-            "class's last pool case"
-        )
-    return sorted(set(cases) - set(test)), sorted(test)
+    return test if len(test) == n_test else None
