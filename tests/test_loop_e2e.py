@@ -1,8 +1,9 @@
 """End to end on the bundled real CT scans: ``clasp-rs init`` -> two loops of ClaSP PE with
 stock nnU-Net v2 (tiny trainer, two folds, CPU, simulated annotation) -> ``clasp-rs report``.
 
-The run is interrupted twice: before the pool prediction (which two sharded runs,
-``--num-parts 2``, then do) and after the query was written but before it was recorded."""
+The run stops before the pool prediction (``--stop-before-prediction``), which two sharded
+runs (``--num-parts 2``) then do, and is killed after the merged query was written but before
+it was recorded."""
 
 from __future__ import annotations
 
@@ -67,16 +68,29 @@ def test_init_two_loops_resume_and_report(monkeypatch, tmp_path, capsys):
 
             return kill
 
-        options = RunOptions(
-            loops=2,
-            strategy="clasp-pe",
-            trainer="nnUNetTrainer_clasp_tiny",
-            folds=[0, 1],
-            simulate=True,
-            device="cpu",
+        # The user's way to shard the pool prediction: stop once loop 0 is trained.
+        assert (
+            main(
+                [
+                    "run",
+                    str(root),
+                    "--loops",
+                    "2",
+                    "--strategy",
+                    "clasp-pe",
+                    "--trainer",
+                    "nnUNetTrainer_clasp_tiny",
+                    "--folds",
+                    "0",
+                    "1",
+                    "--simulate",
+                    "--device",
+                    "cpu",
+                    "--stop-before-prediction",
+                ]
+            )
+            == 0
         )
-        with pytest.raises(Killed):
-            run_experiment(root, options, hooks=StepHooks(before=kill_at("000/predict/fold_0")))
         assert load_state(exp.state_file).done_keys() == STEPS_0[:4]
 
         # Without --resume an experiment that has run is not started again.

@@ -53,6 +53,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="shard prediction and query over K runs (after training; merge: a plain --resume)",
     )
     parser.add_argument("--part-id", type=int, default=0, metavar="I", help="this shard (0 .. K-1)")
+    parser.add_argument(
+        "--stop-before-prediction",
+        action="store_true",
+        help="stop once the loop is trained and evaluated (then shard with --num-parts)",
+    )
     return parser
 
 

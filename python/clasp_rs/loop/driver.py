@@ -78,6 +78,8 @@ class RunOptions:
         device: ``auto``, ``cpu`` or ``cuda`` (may change between runs).
         resume: continue an experiment that already ran steps.
         num_parts, part_id: predict and query only every ``num_parts``-th pool case.
+        stop_before_prediction: stop once the current loop is trained and evaluated, so that
+            sharded runs (``num_parts``) can predict the pool and query.
     """
 
     loops: int | None = None
@@ -90,12 +92,13 @@ class RunOptions:
     resume: bool = False
     num_parts: int = 1
     part_id: int = 0
+    stop_before_prediction: bool = False
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How a run ended: ``finished`` (all loops done), ``waiting`` (for ``clasp-rs annotate``)
-    or ``part`` (a shard wrote its part)."""
+    """How a run ended: ``finished`` (all loops done), ``waiting`` (for ``clasp-rs annotate``),
+    ``stopped`` (before the pool prediction, as asked) or ``part`` (a shard wrote its part)."""
 
     status: str
     loop: int
@@ -282,6 +285,10 @@ class _Loop:
             if t == self.n_loops - 1:
                 break
             if self.needs_maps() and complete_parts(self, t) is None:
+                if self.options.stop_before_prediction and not self.state.is_done(
+                    step_key(t, "query")
+                ):
+                    return self.stop_for_shards(t)
                 for fold in self.folds:
                     self.step(t, f"predict/fold_{fold}", lambda t=t, f=fold: self.predict(t, f))
             self.step(t, "query", lambda t=t: self.query(t))
@@ -472,6 +479,16 @@ class _Loop:
 
     # -- sharding -------------------------------------------------------------------------------
 
+    def stop_for_shards(self, loop: int) -> RunOutcome:
+        root = self.exp.root
+        message = (
+            f"loop {loop} is trained and evaluated; predict the pool and query in K shards with\n"
+            f"    clasp-rs run {root} --num-parts K --part-id I   (I = 0 .. K-1)\n"
+            f"then merge them and go on with\n    clasp-rs run {root} --resume"
+        )
+        self.console.print(message)
+        return RunOutcome("stopped", loop, message)
+
     def run_part(self) -> RunOutcome:
         from clasp_rs.loop.querying import query_part
 
@@ -558,4 +575,5 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         resume=args.resume,
         num_parts=args.num_parts,
         part_id=args.part_id,
+        stop_before_prediction=args.stop_before_prediction,
     )
