@@ -23,7 +23,7 @@ def _pyplot() -> Any:
     except ImportError as err:
         raise ImportError(
             "clasp-rs report draws its figures with matplotlib, which is not installed: "
-            "pip install matplotlib"
+            "install clasp-rs[nnunet] (nnunetv2 brings matplotlib) or pip install matplotlib"
         ) from err
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
