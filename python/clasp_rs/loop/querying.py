@@ -137,7 +137,7 @@ def query_part(run: Any, loop: int, out: Path) -> Path:
     probabilities). Writes ``out/part.json``; the maps stay in ``out/maps`` for the merge."""
     from rich.console import Console
 
-    from clasp_rs.commands.query import _compute_maps
+    from clasp_rs.commands.query import compute_maps
     from clasp_rs.loop.driver import _nnunet_warnings
     from clasp_rs.probabilities import discover_probabilities, read_dataset_json
     from clasp_rs.strategies.base import QueryRequest
@@ -170,7 +170,7 @@ def query_part(run: Any, loop: int, out: Path) -> Path:
     with _nnunet_warnings():
         if run.needs_maps():
             export = discover_probabilities(out / "probabilities", n_classes=dataset.n_classes)
-            scores = _compute_maps(strategy, export, mine, run.options.device, maps, console, [])
+            scores = compute_maps(strategy, export, mine, run.options.device, maps, console, [])
         else:
             from clasp_rs.strategies.base import ScoreSet
 
