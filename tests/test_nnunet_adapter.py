@@ -215,15 +215,15 @@ def test_dice_agrees_with_nnunet_compute_metrics(tmp_path):
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    from clasp_rs.nnunet import read_label_map, write_label_like
+    from clasp_rs.loop.volumes import read_label, write_label_like
+    from clasp_rs.nnunet import read_label_map
 
-    reference = DATA / "labelsTr" / "case_004.nii.gz"
-    ref = read_label_map(reference)
+    ref, reference = read_label(DATA / "labelsTr" / "case_004.nii.gz")
     pred = np.roll(ref, 2, axis=2).astype(np.uint8)  # a shifted copy: partial overlap
     ref_ignored = ref.astype(np.uint8).copy()
     ref_ignored[:, :10] = 4
-    write_label_like(reference, pred, tmp_path / "pred.nii.gz")
-    write_label_like(reference, ref_ignored, tmp_path / "ref.nii.gz")
+    write_label_like(pred, reference, tmp_path / "pred.nii.gz")
+    write_label_like(ref_ignored, reference, tmp_path / "ref.nii.gz")
     theirs = compute_metrics(
         str(tmp_path / "ref.nii.gz"), str(tmp_path / "pred.nii.gz"), SimpleITKIO(), [1, 2, 3], 4
     )
@@ -276,6 +276,7 @@ def trained(tmp_path_factory):
     import torch
 
     import clasp_rs.nnunet as nn
+    from clasp_rs.loop.volumes import read_label, write_label_like
     from clasp_rs.nnunet.trainers import nnUNetTrainer_clasp_tiny
 
     root = tmp_path_factory.mktemp("nnunet")
@@ -291,14 +292,15 @@ def trained(tmp_path_factory):
             annotated = 0
             total = 0
             for path in sorted((raw / "labelsTr").glob("*.nii.gz")):
-                full = nn.read_label_map(path).astype(np.uint8)
+                full, image = read_label(path)
+                full = full.astype(np.uint8)
                 # one 4 x 12 x 12 box around the first foreground voxel of each class
                 boxes = []
                 for value in np.unique(full[full > 0]):
                     z, y, x = np.argwhere(full == value)[0]
                     boxes.append(((z - 2, y - 6, x - 6), (4, 12, 12)))
                 partial = mask_outside_boxes(full, boxes, ignore)
-                nn.write_label_like(path, partial, path)
+                write_label_like(partial, image, path)
                 annotated += int(np.count_nonzero(partial != ignore))
                 total += partial.size
             plans = nn.plan_experiment(DATASET_ID, verify=True)

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import clasp_rs.nnunet as nn
+    from clasp_rs.loop.volumes import read_label, write_label_like
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ignore = nn.set_ignore_label(raw)
     annotated = total = 0
     for label_file in sorted((raw / "labelsTr").glob("*.nii.gz")):
-        full = nn.read_label_map(label_file).astype(np.uint8)
+        full, image = read_label(label_file)
+        full = full.astype(np.uint8)
         partial = nn.mask_outside_boxes(full, annotated_boxes(full, (3, 8, 8)), ignore)
-        nn.write_label_like(label_file, partial, label_file)
+        write_label_like(partial, image, label_file)
         annotated += int(np.count_nonzero(partial != ignore))
         total += partial.size
     print(f"annotated voxels: {annotated} of {total} ({100 * annotated / total:.1f} %)")

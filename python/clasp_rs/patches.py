@@ -17,12 +17,12 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clasp_rs._atomic import write_text_atomic
 from clasp_rs.exceptions import InvalidPatchError, LoopFileError
 
 __all__ = [
@@ -295,35 +295,10 @@ def write_loop_file(
     folder = dest.parent
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, "folder of the loop file does not exist", str(folder))
-    if os.path.lexists(dest):
-        raise _exists_error(dest)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise _exists_error(dest) from None
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            # No hard links on this filesystem: fall back to a checked rename (a writer
-            # racing between the check and the rename could still be replaced).
-            if os.path.lexists(dest):
-                raise _exists_error(dest) from None
-            os.replace(tmp, dest)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-    return dest
-
-
-def _exists_error(dest: Path) -> FileExistsError:
-    return FileExistsError(
-        errno.EEXIST,
-        "loop file already exists; loop files are never overwritten (choose another name)",
-        str(dest),
+    return write_text_atomic(
+        dest,
+        text,
+        overwrite=False,
+        exists_message="loop file already exists; loop files are never overwritten "
+        "(choose another name)",
     )

@@ -1,13 +1,13 @@
-"""Small JSON files written atomically (temp file in the same folder, fsync, os.replace)."""
+"""Small JSON files, written atomically (see :mod:`clasp_rs._atomic`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from clasp_rs._atomic import write_text_atomic
 from clasp_rs.exceptions import DatasetError
 
 __all__ = ["read_json", "write_json"]
@@ -22,22 +22,8 @@ def write_json(path: str | os.PathLike[str], doc: Any, *, overwrite: bool = True
     Raises:
         FileExistsError: ``overwrite`` is False and ``path`` exists.
     """
-    dest = Path(path)
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, dest)
-        else:
-            os.link(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+    return write_text_atomic(path, text, overwrite=overwrite)
 
 
 def read_json(path: str | os.PathLike[str], what: str) -> Any:

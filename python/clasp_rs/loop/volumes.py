@@ -1,20 +1,20 @@
 """Label and image files of nnU-Net raw datasets, read and written with SimpleITK.
 
-Arrays are in SimpleITK / nnU-Net order ``(Z, Y, X)``. Label files are written atomically: a
-temporary file with the same ending in a scratch folder on the same filesystem, then
-``os.replace``, so a reader (or nnU-Net) never sees half a file.
+Arrays are in SimpleITK / nnU-Net order ``(Z, Y, X)``. Label files are written atomically
+(:mod:`clasp_rs._atomic`: a temporary file with the same ending in a scratch folder on the same
+filesystem, then ``os.replace``), so a reader (or nnU-Net) never sees half a file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clasp_rs._atomic import atomic_path
 from clasp_rs.exceptions import DatasetError
 
 __all__ = [
@@ -99,7 +99,7 @@ def write_label_like(
     array: np.ndarray,
     reference: Any,
     path: str | os.PathLike[str],
-    scratch: str | os.PathLike[str],
+    scratch: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``array`` (Z, Y, X) with the geometry of the SimpleITK image ``reference``.
 
@@ -107,7 +107,8 @@ def write_label_like(
         array: integer labels, same shape as ``reference``.
         reference: a SimpleITK image (spacing, origin, direction are copied).
         path: destination; its ending picks the format.
-        scratch: an existing folder on the same filesystem for the temporary file.
+        scratch: an existing folder on the same filesystem for the temporary file; default
+            the destination's folder.
 
     Returns:
         ``path``; an existing file there is replaced atomically.
@@ -117,14 +118,8 @@ def write_label_like(
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.CopyInformation(reference)
     ending = next((e for e in SUPPORTED_ENDINGS if dest.name.endswith(e)), dest.suffix)
-    fd, tmp = tempfile.mkstemp(prefix=".label.", suffix=ending, dir=scratch)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(dest, overwrite=True, scratch=scratch, suffix=ending) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
     return dest
 
 

@@ -21,12 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clasp_rs.nnunet.datasets import (
-    copy_raw_dataset,
-    mask_outside_boxes,
-    set_ignore_label,
-    write_label_like,
-)
+from clasp_rs.nnunet.datasets import copy_raw_dataset, mask_outside_boxes, set_ignore_label
 from clasp_rs.nnunet.evaluation import (
     DiceResult,
     dice_per_class,
@@ -63,7 +58,6 @@ __all__ = [
     "resolve_trainer",
     "set_ignore_label",
     "train_fold",
-    "write_label_like",
     "write_splits",
 ]
 

@@ -1,4 +1,5 @@
-"""Writing nnU-Net raw datasets: copies with a new id, and partially annotated label maps."""
+"""Writing nnU-Net raw datasets: copies with a new id, and partially annotated label maps
+(written with :func:`clasp_rs.loop.volumes.write_label_like`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clasp_rs._atomic import write_text_atomic
 from clasp_rs.exceptions import DatasetError
 
-__all__ = ["copy_raw_dataset", "mask_outside_boxes", "set_ignore_label", "write_label_like"]
+__all__ = ["copy_raw_dataset", "mask_outside_boxes", "set_ignore_label"]
 
 Box = tuple[Sequence[int], Sequence[int]]
 """A box as ``(coords, size)``: start voxel (z, y, x) and extent (dz, dy, dx)."""
@@ -69,25 +71,6 @@ def mask_outside_boxes(labels: np.ndarray, boxes: Iterable[Box], ignore_value: i
     return out
 
 
-def write_label_like(reference_file: Path | str, array: np.ndarray, target: Path | str) -> None:
-    """Write ``array`` (Z, Y, X) as a label image with the geometry of ``reference_file``,
-    atomically (temporary file in the target folder, then rename)."""
-    import SimpleITK as sitk
-
-    reference = sitk.ReadImage(str(reference_file))
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".nii.gz", dir=target.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, useCompression=True)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def set_ignore_label(dataset_folder: Path | str) -> int:
     """Add ``"ignore"`` to a raw dataset's labels, one above the highest label.
 
@@ -107,7 +90,5 @@ def set_ignore_label(dataset_folder: Path | str) -> int:
         raise DatasetError(f"{path}: region-based labels (lists) are not supported: {labels}")
     ignore = max(values) + 1
     labels["ignore"] = ignore
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(dataset_json, indent=4) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(dataset_json, indent=4) + "\n", overwrite=True)
     return ignore

@@ -23,12 +23,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from clasp_rs import __version__
+from clasp_rs._atomic import write_text_atomic
 from clasp_rs.exceptions import ClaspError, LoopFileError
 from clasp_rs.patches import Box
 from clasp_rs.strategies.base import (
@@ -48,7 +48,6 @@ __all__ = [
     "annotated_digest",
     "merge_parts",
     "read_part",
-    "write_new_file",
     "write_part",
 ]
 
@@ -142,8 +141,8 @@ class Part:
         }
 
 
-def write_new_file(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; fail if ``path`` exists.
+def write_part(path: str | os.PathLike[str], part: Part) -> Path:
+    """Write a part file atomically; never overwrite one.
 
     Raises:
         FileExistsError: ``path`` exists.
@@ -152,35 +151,10 @@ def write_new_file(path: str | os.PathLike[str], text: str) -> Path:
     dest = Path(path)
     if not dest.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "output folder does not exist", str(dest.parent))
-    if os.path.lexists(dest):
-        raise FileExistsError(
-            errno.EEXIST, "output file already exists (never overwritten)", str(dest)
-        )
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise FileExistsError(
-                errno.EEXIST, "output file already exists (never overwritten)", str(dest)
-            ) from None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-    return dest
-
-
-def write_part(path: str | os.PathLike[str], part: Part) -> Path:
-    """Write a part file (atomically, never overwriting)."""
-    return write_new_file(path, json.dumps(part.to_json(), indent=1, allow_nan=False) + "\n")
+    text = json.dumps(part.to_json(), indent=1, allow_nan=False) + "\n"
+    return write_text_atomic(
+        dest, text, overwrite=False, exists_message="output file already exists (never overwritten)"
+    )
 
 
 def read_part(path: str | os.PathLike[str]) -> Part:
