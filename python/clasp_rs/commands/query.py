@@ -458,7 +458,3 @@ def compute_maps(
                 scores[case] = s
             progress.advance(task)
     return scores
-
-
-# The nnU-Net loop imported the earlier private name.
-_compute_maps = compute_maps

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from clasp_rs import _clasp_rs as _native
-from clasp_rs.exceptions import ClaspError, InvalidScoresError
+from clasp_rs.exceptions import ClaspError
 from clasp_rs.patches import Box, Patch
 from clasp_rs.selection import as_annotated_boxes, as_count, as_patch_size, as_seed, as_stride
 
@@ -440,16 +440,3 @@ class Strategy(ABC):
 
 class NotShardableError(ClaspError, ValueError):
     """The strategy cannot be split into parts (its phase 1 needs all volumes)."""
-
-
-def require_shape(scores: Mapping[str, ScoreSet]) -> dict[str, tuple[int, int, int]]:
-    return {case: s.shape for case, s in scores.items()}
-
-
-def check_sources(scores: Mapping[str, ScoreSet], attribute: str, strategy: str) -> None:
-    for case, s in scores.items():
-        value = getattr(s, attribute)
-        if value is None or (attribute == "classes" and len(value) == 0):
-            raise InvalidScoresError(
-                f"{strategy} needs the {attribute.replace('_', ' ')} map(s) of case {case!r}"
-            )
