@@ -129,3 +129,14 @@ def test_filesystem_without_hard_links_falls_back_to_checked_rename(tmp_path, mo
             tmp.write_text("mine")
             dest.write_text("theirs")
     assert dest.read_text() == "theirs" and _names(tmp_path) == ["a.json"]
+
+
+def test_does_not_touch_the_process_umask(tmp_path, monkeypatch):
+    # os.umask is process-wide: setting it to read it would race with threads creating files
+    def forbidden(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    write_text_atomic(tmp_path / "a.json", "x", overwrite=False)
+    write_text_atomic(tmp_path / "a.json", "y", overwrite=True)
+    assert (tmp_path / "a.json").read_text() == "y"

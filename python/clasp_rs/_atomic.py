@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,14 +56,8 @@ def atomic_path(
     if not overwrite and os.path.lexists(dest):
         raise _exists_error(dest, exists_message)
     folder = dest.parent if scratch is None else Path(scratch)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=suffix)
-    tmp = Path(name)
+    tmp = _create_temp(folder, f".{dest.name}.", suffix)
     try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        os.close(fd)
         yield tmp
         if overwrite:
             os.replace(tmp, dest)
@@ -72,6 +66,21 @@ def atomic_path(
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    # Not tempfile.mkstemp: it creates the file 0600. Mode 0o666 lets the kernel apply the
+    # umask (and default ACLs) as for a plain open(); changing the process umask to read it
+    # would race with other threads creating files.
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder / prefix))
 
 
 def _publish_new(tmp: Path, dest: Path, exists_message: str) -> None:

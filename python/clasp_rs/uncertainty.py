@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from clasp_rs._atomic import atomic_path
 from clasp_rs._fold_readers import PROBABILITIES_KEY, FoldReader, open_fold, split_folds
 from clasp_rs._optional import import_torch
 from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidScoresError
@@ -933,8 +933,7 @@ def write_score_volume(
         raise InvalidScoresError(
             f"{path.name}: a score volume must be 3-D (Z, Y, X), got shape {array.shape}"
         )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path, overwrite=True) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=array.shape)
         try:
             step = max(1, _WRITE_CHUNK_ELEMENTS // max(1, array.shape[1] * array.shape[2]))
@@ -951,10 +950,6 @@ def write_score_volume(
             out.flush()
         finally:
             del out
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._atomic import atomic_path
 from clasp_rs.loop.annotation import patches_by_case
 from clasp_rs.loop.experiment import Experiment
 from clasp_rs.patches import Patch
@@ -55,9 +56,8 @@ def stratum_colour(stratum: int | None) -> str:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, overwrite=True, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     return path
 
 

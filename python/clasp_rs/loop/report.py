@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.loop.experiment import Experiment, load_experiment
 from clasp_rs.loop.jsonfile import read_json, write_json
@@ -232,8 +233,10 @@ def build_report(
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "summary.json", {"experiments": [s.to_json() for s in summaries]})
-    tmp = folder / ".summary.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with (
+        atomic_path(folder / "summary.csv", overwrite=True) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
         writer = csv.writer(f)
         writer.writerow(
             [
@@ -265,7 +268,6 @@ def build_report(
                         None if s.fit is None else s.fit.rate,
                     ]
                 )
-    os.replace(tmp, folder / "summary.csv")
     images = [plot_dice_vs_budget(summaries, folder / "dice_vs_budget.png")]
     for s in summaries:
         images.append(
@@ -276,9 +278,7 @@ def build_report(
                 title=f"{s.name} ({s.strategy})",
             )
         )
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text(_html(summaries, images), encoding="utf-8")
-    os.replace(tmp, folder / "report.html")
+    write_text_atomic(folder / "report.html", _html(summaries, images), overwrite=True)
     return summaries
 
 

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from clasp_rs._atomic import atomic_path
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, scoped_environ
 from clasp_rs.nnunet.paths import dataset_name, raw_dataset_folder
@@ -233,6 +234,5 @@ def _preprocess_case(
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target, overwrite=True) as tmp:
+        shutil.copyfile(source, tmp)
