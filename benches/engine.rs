@@ -9,7 +9,9 @@ use ndarray::Array3;
 use _clasp_rs::engine::box_sums::{scan_map, FixedPoint};
 use _clasp_rs::engine::ranking::ranking_keys;
 use _clasp_rs::engine::select::select_greedy;
-use _clasp_rs::engine::{pool, select_volumes, Grid, MapJob, Noise, ScoreView, Scores, VolumeJob};
+use _clasp_rs::engine::{
+    pool, select_volumes, Cancel, Grid, MapJob, Noise, ScoreView, Scores, VolumeJob,
+};
 
 fn smooth_map(shape: [usize; 3]) -> Array3<f32> {
     // Two anisotropic Gaussian bumps: smooth, like a blurred entropy map.
@@ -29,7 +31,7 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("stages_160x256x256");
     group.sample_size(10);
     group.bench_function("scan_map", |b| {
-        b.iter(|| pool::install(|| scan_map(&scores)))
+        b.iter(|| pool::install(|| scan_map(&scores, &Cancel::default()).unwrap()))
     });
     for stride in [1usize, 4] {
         let grid = Grid::new([160, 256, 256], patch, [stride; 3]).unwrap();
@@ -37,7 +39,13 @@ fn stages(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("ranking_keys", stride),
             &grid,
-            |b, grid| b.iter(|| pool::install(|| ranking_keys(&scores, grid, fx, None))),
+            |b, grid| {
+                b.iter(|| {
+                    pool::install(|| {
+                        ranking_keys(&scores, grid, fx, None, &Cancel::default()).unwrap()
+                    })
+                })
+            },
         );
         let noise = Noise {
             beta: 1.0,
@@ -47,13 +55,26 @@ fn stages(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("ranking_keys_noise", stride),
             &grid,
-            |b, grid| b.iter(|| pool::install(|| ranking_keys(&scores, grid, fx, Some(&noise)))),
+            |b, grid| {
+                b.iter(|| {
+                    pool::install(|| {
+                        ranking_keys(&scores, grid, fx, Some(&noise), &Cancel::default()).unwrap()
+                    })
+                })
+            },
         );
-        let keys = pool::install(|| ranking_keys(&scores, &grid, fx, None));
+        let keys =
+            pool::install(|| ranking_keys(&scores, &grid, fx, None, &Cancel::default()).unwrap());
         group.bench_with_input(
             BenchmarkId::new("select_greedy", stride),
             &grid,
-            |b, grid| b.iter(|| pool::install(|| select_greedy(&keys, grid, 20, &mut Vec::new()))),
+            |b, grid| {
+                b.iter(|| {
+                    pool::install(|| {
+                        select_greedy(&keys, grid, 20, &mut Vec::new(), &Cancel::default()).unwrap()
+                    })
+                })
+            },
         );
         group.bench_with_input(
             BenchmarkId::new("select_volumes", stride),
@@ -69,7 +90,9 @@ fn stages(c: &mut Criterion) {
                         }],
                         annotated: Vec::new(),
                     }];
-                    pool::install(|| select_volumes(&jobs, patch, [s; 3]).unwrap())
+                    pool::install(|| {
+                        select_volumes(&jobs, patch, [s; 3], &Cancel::default()).unwrap()
+                    })
                 })
             },
         );

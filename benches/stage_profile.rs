@@ -10,7 +10,7 @@ use ndarray::Array3;
 use _clasp_rs::engine::box_sums::{scan_map, FixedPoint};
 use _clasp_rs::engine::ranking::ranking_keys;
 use _clasp_rs::engine::select::select_greedy;
-use _clasp_rs::engine::{pool, Grid, ScoreView, Scores};
+use _clasp_rs::engine::{pool, Cancel, Grid, ScoreView, Scores};
 
 fn main() {
     let stride: usize = std::env::args()
@@ -27,14 +27,15 @@ fn main() {
     for _ in 0..3 {
         pool::install(|| {
             let t = Instant::now();
-            let stats = scan_map(&scores);
+            let cancel = Cancel::default();
+            let stats = scan_map(&scores, &cancel).unwrap();
             let scan = t.elapsed();
             let fx = FixedPoint::for_map(stats.max_abs, grid.patch_voxels());
             let t = Instant::now();
-            let keys = ranking_keys(&scores, &grid, fx, None);
+            let keys = ranking_keys(&scores, &grid, fx, None, &cancel).unwrap();
             let rank = t.elapsed();
             let t = Instant::now();
-            let taken = select_greedy(&keys, &grid, 20, &mut Vec::new());
+            let taken = select_greedy(&keys, &grid, 20, &mut Vec::new(), &cancel).unwrap();
             let select = t.elapsed();
             let t = Instant::now();
             let sum: f64 = map.iter().map(|&v| v as f64).sum();

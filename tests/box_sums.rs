@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use _clasp_rs::engine::box_sums::{box_sums_planes, scan_map, FixedPoint};
 use _clasp_rs::engine::ranking::box_means;
-use _clasp_rs::engine::{Grid, ScoreView, Scores};
+use _clasp_rs::engine::{Cancel, Grid, ScoreView, Scores};
 use common::brute_box_sum;
 
 fn volume(shape: [usize; 3], values: &[f64]) -> Array3<f64> {
@@ -16,12 +16,14 @@ fn volume(shape: [usize; 3], values: &[f64]) -> Array3<f64> {
 
 fn means_of(view: ScoreView, grid: &Grid) -> Array3<f64> {
     let scores = Scores::from_view(view);
-    let stats = scan_map(&scores);
+    let stats = scan_map(&scores, &Cancel::default()).unwrap();
     box_means(
         &scores,
         grid,
         FixedPoint::for_map(stats.max_abs, grid.patch_voxels()),
+        &Cancel::default(),
     )
+    .unwrap()
 }
 
 fn sizes() -> impl Strategy<Value = ([usize; 3], [usize; 3], [usize; 3])> {
@@ -74,10 +76,10 @@ proptest! {
 
         // Recomputing planes instead of caching them gives the same exact sums.
         let scores = Scores::from_view(ScoreView::F32(vol.view()));
-        let fx = FixedPoint::for_map(scan_map(&scores).max_abs, grid.patch_voxels());
+        let fx = FixedPoint::for_map(scan_map(&scores, &Cancel::default()).unwrap().max_abs, grid.patch_voxels());
         let collect = |budget| {
             let mut all = Vec::new();
-            box_sums_planes(&scores, &grid, fx, 0..grid.counts[0], budget, |_, sums| all.extend_from_slice(sums));
+            box_sums_planes(&scores, &grid, fx, 0..grid.counts[0], budget, &Cancel::default(), |_, sums| all.extend_from_slice(sums));
             all
         };
         prop_assert_eq!(collect(0), collect(usize::MAX));
@@ -120,7 +122,11 @@ fn scan_finds_the_first_non_finite_voxel_and_the_range() {
     vol[[3, 1, 2]] = f32::NAN;
     vol[[2, 5, 6]] = f32::INFINITY;
     vol[[0, 0, 1]] = -2.0;
-    let stats = scan_map(&Scores::from_view(ScoreView::F32(vol.view())));
+    let stats = scan_map(
+        &Scores::from_view(ScoreView::F32(vol.view())),
+        &Cancel::default(),
+    )
+    .unwrap();
     assert_eq!(stats.first_non_finite, Some([2, 5, 6]));
     assert_eq!(stats.min, -2.0);
 }

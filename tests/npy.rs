@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array3;
 
 use _clasp_rs::engine::npy::NpyFile;
-use _clasp_rs::engine::{select_volumes, EngineError, MapJob, Scores, VolumeJob};
+use _clasp_rs::engine::{select_volumes, Cancel, EngineError, MapJob, Scores, VolumeJob};
 
 /// Writes a .npy file the way numpy.save does (header padded to a multiple of 64).
 fn write_npy(path: &Path, version: u8, descr: &str, fortran: bool, shape: &[usize], data: &[u8]) {
@@ -57,10 +57,12 @@ fn select(path: &Path) -> Result<Vec<[usize; 3]>, EngineError> {
         }],
         annotated: Vec::new(),
     }];
-    Ok(select_volumes(&jobs, [2, 3, 2], [1, 1, 1])?[0][0]
-        .iter()
-        .map(|t| t.patch.start)
-        .collect())
+    Ok(
+        select_volumes(&jobs, [2, 3, 2], [1, 1, 1], &Cancel::default())?[0][0]
+            .iter()
+            .map(|t| t.patch.start)
+            .collect(),
+    )
 }
 
 fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {

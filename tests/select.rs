@@ -5,7 +5,7 @@ mod common;
 use proptest::prelude::*;
 
 use _clasp_rs::engine::select::select_greedy;
-use _clasp_rs::engine::{Box3, Grid};
+use _clasp_rs::engine::{Box3, Cancel, Grid};
 use common::brute_greedy;
 
 fn case() -> impl Strategy<Value = (Grid, Vec<f32>, usize, Vec<Box3>)> {
@@ -46,7 +46,7 @@ proptest! {
     #[test]
     fn greedy_equals_brute_force((grid, keys, n, annotated) in case()) {
         let mut zones: Vec<_> = annotated.iter().filter_map(|b| grid.overlapping(b)).collect();
-        let got = select_greedy(&keys, &grid, n, &mut zones);
+        let got = select_greedy(&keys, &grid, n, &mut zones, &Cancel::default()).unwrap();
         prop_assert_eq!(&got, &brute_greedy(&keys, &grid, n, &annotated));
         for (i, &a) in got.iter().enumerate() {
             let pa = grid.candidate_box(a);
@@ -84,7 +84,7 @@ fn large_grid_with_big_patch_matches_brute_force() {
             -((z - 10.0).powi(2) + (y - 20.0).powi(2) + (x - 5.0).powi(2))
         })
         .collect();
-    let got = select_greedy(&keys, &grid, 30, &mut Vec::new());
+    let got = select_greedy(&keys, &grid, 30, &mut Vec::new(), &Cancel::default()).unwrap();
     assert_eq!(got, brute_greedy(&keys, &grid, 30, &[]));
 }
 
@@ -92,6 +92,13 @@ fn large_grid_with_big_patch_matches_brute_force() {
 fn takes_fewer_when_nothing_else_fits_and_zero_when_asked_for_zero() {
     let grid = Grid::new([10, 10, 10], [6, 6, 6], [1, 1, 1]).unwrap();
     let keys = vec![1.0f32; grid.len()];
-    assert_eq!(select_greedy(&keys, &grid, 5, &mut Vec::new()), vec![0]);
-    assert!(select_greedy(&keys, &grid, 0, &mut Vec::new()).is_empty());
+    assert_eq!(
+        select_greedy(&keys, &grid, 5, &mut Vec::new(), &Cancel::default()).unwrap(),
+        vec![0]
+    );
+    assert!(
+        select_greedy(&keys, &grid, 0, &mut Vec::new(), &Cancel::default())
+            .unwrap()
+            .is_empty()
+    );
 }

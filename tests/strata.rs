@@ -5,7 +5,8 @@ mod common;
 use ndarray::Array3;
 
 use _clasp_rs::engine::{
-    pool, select_volumes, Box3, EngineError, MapJob, Noise, ScoreView, Scores, Taken, VolumeJob,
+    pool, select_volumes, Box3, Cancel, EngineError, MapJob, Noise, ScoreView, Scores, Taken,
+    VolumeJob,
 };
 
 fn map(shape: (usize, usize, usize), seed: usize) -> Array3<f32> {
@@ -52,6 +53,7 @@ fn later_maps_avoid_earlier_maps_and_annotated_patches() {
         &[job(&maps, &[3, 2, 4], None, annotated.clone())],
         [4, 5, 6],
         [1, 1, 1],
+        &Cancel::default(),
     )
     .unwrap();
     let patches = all_patches(&result[0]);
@@ -72,6 +74,7 @@ fn later_maps_avoid_earlier_maps_and_annotated_patches() {
             &[job(&maps[k..k + 1], &[taken.len()], None, blocked.clone())],
             [4, 5, 6],
             [1, 1, 1],
+            &Cancel::default(),
         )
         .unwrap();
         assert_eq!(&alone[0][0], taken);
@@ -97,10 +100,24 @@ fn results_do_not_depend_on_thread_count_or_volume_order() {
         .num_threads(1)
         .build()
         .unwrap();
-    let forward =
-        one.install(|| select_volumes(&jobs(&[0, 1, 2, 3]), [3, 3, 3], [1, 2, 1]).unwrap());
-    let backward =
-        pool::install(|| select_volumes(&jobs(&[3, 2, 1, 0]), [3, 3, 3], [1, 2, 1]).unwrap());
+    let forward = one.install(|| {
+        select_volumes(
+            &jobs(&[0, 1, 2, 3]),
+            [3, 3, 3],
+            [1, 2, 1],
+            &Cancel::default(),
+        )
+        .unwrap()
+    });
+    let backward = pool::install(|| {
+        select_volumes(
+            &jobs(&[3, 2, 1, 0]),
+            [3, 3, 3],
+            [1, 2, 1],
+            &Cancel::default(),
+        )
+        .unwrap()
+    });
     for i in 0..4 {
         assert_eq!(forward[i], backward[3 - i]);
     }
@@ -118,6 +135,7 @@ fn power_sampling_keys_are_ln_mean_plus_scaled_gumbel() {
         &[job(&maps, &[3], Some(noise), Vec::new())],
         [2, 2, 2],
         [1, 1, 1],
+        &Cancel::default(),
     )
     .unwrap();
     for t in &result[0][0] {
@@ -131,8 +149,13 @@ fn invalid_maps_are_reported_by_name() {
     let mut bad = map((6, 6, 6), 0);
     bad[[2, 3, 4]] = f32::NAN;
     let maps = [bad];
-    let err =
-        select_volumes(&[job(&maps, &[1], None, Vec::new())], [2, 2, 2], [1, 1, 1]).unwrap_err();
+    let err = select_volumes(
+        &[job(&maps, &[1], None, Vec::new())],
+        [2, 2, 2],
+        [1, 1, 1],
+        &Cancel::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, EngineError::InvalidScores(_)));
     assert!(
         err.to_string().contains("map 0 contains NaN") && err.to_string().contains("[2, 3, 4]"),
@@ -149,6 +172,7 @@ fn invalid_maps_are_reported_by_name() {
         &[job(&negative, &[1], noise, Vec::new())],
         [2, 2, 2],
         [1, 1, 1],
+        &Cancel::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("negative values"), "{err}");
@@ -156,7 +180,8 @@ fn invalid_maps_are_reported_by_name() {
     assert!(select_volumes(
         &[job(&negative, &[1], None, Vec::new())],
         [2, 2, 2],
-        [1, 1, 1]
+        [1, 1, 1],
+        &Cancel::default()
     )
     .is_ok());
 
@@ -165,16 +190,27 @@ fn invalid_maps_are_reported_by_name() {
         &[job(&mismatched, &[1, 1], None, Vec::new())],
         [2, 2, 2],
         [1, 1, 1],
+        &Cancel::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("share one shape"), "{err}");
 
     let maps = [map((6, 6, 6), 0)];
-    let err =
-        select_volumes(&[job(&maps, &[1], None, Vec::new())], [2, 0, 2], [1, 1, 1]).unwrap_err();
+    let err = select_volumes(
+        &[job(&maps, &[1], None, Vec::new())],
+        [2, 0, 2],
+        [1, 1, 1],
+        &Cancel::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, EngineError::InvalidPatch(_)), "{err}");
-    let err =
-        select_volumes(&[job(&maps, &[1], None, Vec::new())], [2, 2, 2], [1, 0, 1]).unwrap_err();
+    let err = select_volumes(
+        &[job(&maps, &[1], None, Vec::new())],
+        [2, 2, 2],
+        [1, 0, 1],
+        &Cancel::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("stride"), "{err}");
     let zero_beta = Some(Noise {
         beta: 0.0,
@@ -185,6 +221,7 @@ fn invalid_maps_are_reported_by_name() {
         &[job(&maps, &[1], zero_beta, Vec::new())],
         [2, 2, 2],
         [1, 1, 1],
+        &Cancel::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("beta"), "{err}");
@@ -200,10 +237,30 @@ fn zero_means_rank_last_under_power_sampling_but_are_still_taken() {
         seed: 1,
         stream: 2,
     });
-    let result =
-        select_volumes(&[job(&maps, &[2], noise, Vec::new())], [4, 4, 4], [4, 4, 4]).unwrap();
+    let result = select_volumes(
+        &[job(&maps, &[2], noise, Vec::new())],
+        [4, 4, 4],
+        [4, 4, 4],
+        &Cancel::default(),
+    )
+    .unwrap();
     let taken = &result[0][0];
     assert_eq!(taken.len(), 2);
     assert_eq!(taken[0].patch.start, [0, 0, 4]);
     assert_eq!(taken[1].key, f64::NEG_INFINITY);
+}
+
+#[test]
+fn a_requested_cancel_stops_the_call() {
+    let maps = [map((16, 16, 16), 0)];
+    let cancel = Cancel::default();
+    cancel.request();
+    let err = select_volumes(
+        &[job(&maps, &[3], None, Vec::new())],
+        [4, 4, 4],
+        [1, 1, 1],
+        &cancel,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EngineError::Cancelled), "{err}");
 }

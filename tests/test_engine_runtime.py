@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -69,3 +70,20 @@ def test_other_python_threads_run_while_the_engine_works() -> None:
         counter.join()
         sys.setswitchinterval(interval)
     assert ticks_during_call > 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
+def test_ctrl_c_interrupts_a_long_call_and_the_engine_stays_usable() -> None:
+    vol = np.random.default_rng(3).random((128, 160, 160)).astype(np.float32)
+    timer = threading.Timer(0.05, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(20):  # long enough for the signal to land inside a call
+                _clasp_rs.select_strata(
+                    [[vol]], (8, 8, 8), (1, 1, 1), [[10]], [[(1.0, 0, 0)]], [[]]
+                )
+    finally:
+        timer.cancel()
+    small = np.random.default_rng(4).random((16, 16, 16)).astype(np.float32)
+    assert len(clasp_rs.select_top_patches(small, (4, 4, 4), 3)) == 3

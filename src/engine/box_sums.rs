@@ -17,6 +17,8 @@ use std::ops::Range;
 use ndarray::{ArrayView3, Axis};
 use rayon::prelude::*;
 
+use super::cancel::Cancel;
+use super::error::Result;
 use super::geometry::{Box3, Grid};
 use super::volume::{with_typed_view, Element, Scores};
 
@@ -88,11 +90,13 @@ pub struct MapStats {
 }
 
 /// Scans a map once (in parallel over planes), releasing each plane after reading it.
-pub fn scan_map(scores: &Scores) -> MapStats {
-    with_typed_view!(scores.view, view => scan_typed(view, scores))
+pub fn scan_map(scores: &Scores, cancel: &Cancel) -> Result<MapStats> {
+    let stats = with_typed_view!(scores.view, view => scan_typed(view, scores, cancel));
+    cancel.check()?;
+    Ok(stats)
 }
 
-fn scan_typed<T: Element>(view: ArrayView3<'_, T>, scores: &Scores) -> MapStats {
+fn scan_typed<T: Element>(view: ArrayView3<'_, T>, scores: &Scores, cancel: &Cancel) -> MapStats {
     let empty = MapStats {
         max_abs: 0.0,
         min: f64::INFINITY,
@@ -101,6 +105,9 @@ fn scan_typed<T: Element>(view: ArrayView3<'_, T>, scores: &Scores) -> MapStats 
     (0..view.shape()[0])
         .into_par_iter()
         .map(|z| {
+            if cancel.is_requested() {
+                return empty;
+            }
             let plane = view.index_axis(Axis(0), z);
             let mut lanes = Lanes::default();
             match plane.as_slice() {
@@ -200,17 +207,21 @@ impl Lanes {
 /// Box sums of every candidate whose grid z-index lies in `kz_range`, passed in order to
 /// `emit(kz, sums)` where `sums` is the (ny, nx) C-order plane of fixed-point sums.
 /// `ring_budget`: bytes allowed for caching 2D box sums (normally [`RING_BUDGET_BYTES`]).
+/// Stops early, emitting nothing more, once `cancel` is requested.
 pub fn box_sums_planes(
     scores: &Scores,
     grid: &Grid,
     fx: FixedPoint,
     kz_range: Range<usize>,
     ring_budget: usize,
+    cancel: &Cancel,
     emit: impl FnMut(usize, &[i64]),
 ) {
-    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, emit))
+    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, cancel, emit))
 }
 
+// The typed twin of `box_sums_planes` (one copy per dtype): same arguments plus the view.
+#[allow(clippy::too_many_arguments)]
 fn box_sums_typed<T: Element>(
     view: ArrayView3<'_, T>,
     scores: &Scores,
@@ -218,6 +229,7 @@ fn box_sums_typed<T: Element>(
     fx: FixedPoint,
     kz_range: Range<usize>,
     ring_budget: usize,
+    cancel: &Cancel,
     mut emit: impl FnMut(usize, &[i64]),
 ) {
     if kz_range.is_empty() {
@@ -238,6 +250,9 @@ fn box_sums_typed<T: Element>(
     };
     let (mut lo, mut hi) = (kz_range.start * sz, kz_range.start * sz);
     for kz in kz_range {
+        if cancel.is_requested() {
+            break;
+        }
         let (target_lo, target_hi) = (kz * sz, kz * sz + dz);
         if target_lo >= hi {
             scores.release_planes(lo..hi);

@@ -16,6 +16,9 @@ pub enum EngineError {
     /// A `.npy` file is corrupt, truncated or of an unsupported dtype.
     #[error("{path}: {message}")]
     NpyFormat { path: PathBuf, message: String },
+    /// The caller cancelled the call (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -8,6 +8,7 @@
 //! parallel inside the crate's own [`pool`].
 
 pub mod box_sums;
+pub mod cancel;
 pub mod error;
 pub mod geometry;
 pub mod noise;
@@ -18,6 +19,7 @@ pub mod select;
 pub mod strata;
 pub mod volume;
 
+pub use cancel::Cancel;
 pub use error::{EngineError, Result};
 pub use geometry::{Box3, Grid};
 pub use ranking::Noise;

@@ -8,6 +8,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::box_sums::{box_sums_planes, FixedPoint, RING_BUDGET_BYTES};
+use super::cancel::Cancel;
 use super::error::{EngineError, Result};
 use super::geometry::Grid;
 use super::noise::gumbel;
@@ -60,8 +61,9 @@ fn map_box_sums<T: Send>(
     grid: &Grid,
     fx: FixedPoint,
     out: &mut [T],
+    cancel: &Cancel,
     value: impl Fn(i64, usize) -> T + Sync,
-) {
+) -> Result<()> {
     let plane_len = grid.counts[1] * grid.counts[2];
     let rows = z_chunks(grid);
     out.par_chunks_mut(rows * plane_len)
@@ -69,14 +71,23 @@ fn map_box_sums<T: Send>(
         .for_each(|(chunk, out)| {
             let kz0 = chunk * rows;
             let kz_range = kz0..kz0 + out.len() / plane_len;
-            box_sums_planes(scores, grid, fx, kz_range, RING_BUDGET_BYTES, |kz, sums| {
-                let base = kz * plane_len;
-                let dst = &mut out[(kz - kz0) * plane_len..][..plane_len];
-                for (i, (d, &s)) in dst.iter_mut().zip(sums).enumerate() {
-                    *d = value(s, base + i);
-                }
-            });
+            box_sums_planes(
+                scores,
+                grid,
+                fx,
+                kz_range,
+                RING_BUDGET_BYTES,
+                cancel,
+                |kz, sums| {
+                    let base = kz * plane_len;
+                    let dst = &mut out[(kz - kz0) * plane_len..][..plane_len];
+                    for (i, (d, &s)) in dst.iter_mut().zip(sums).enumerate() {
+                        *d = value(s, base + i);
+                    }
+                },
+            );
         });
+    cancel.check()
 }
 
 /// float32 ranking keys of every candidate, C-order over `grid.counts`.
@@ -85,24 +96,32 @@ pub fn ranking_keys(
     grid: &Grid,
     fx: FixedPoint,
     noise: Option<&Noise>,
-) -> Vec<f32> {
+    cancel: &Cancel,
+) -> Result<Vec<f32>> {
     let to_mean = fx.mean_scale(grid.patch_voxels());
     let mut keys = vec![0f32; grid.len()];
     match noise {
-        None => map_box_sums(scores, grid, fx, &mut keys, |sum, _| {
+        None => map_box_sums(scores, grid, fx, &mut keys, cancel, |sum, _| {
             to_mean.mean(sum) as f32
         }),
-        Some(_) => map_box_sums(scores, grid, fx, &mut keys, |sum, index| {
+        Some(_) => map_box_sums(scores, grid, fx, &mut keys, cancel, |sum, index| {
             key_of(to_mean.mean(sum), index, noise) as f32
         }),
-    }
-    keys
+    }?;
+    Ok(keys)
 }
 
 /// float64 box means of every candidate, shape `grid.counts`.
-pub fn box_means(scores: &Scores, grid: &Grid, fx: FixedPoint) -> Array3<f64> {
+pub fn box_means(
+    scores: &Scores,
+    grid: &Grid,
+    fx: FixedPoint,
+    cancel: &Cancel,
+) -> Result<Array3<f64>> {
     let to_mean = fx.mean_scale(grid.patch_voxels());
     let mut means = vec![0f64; grid.len()];
-    map_box_sums(scores, grid, fx, &mut means, |sum, _| to_mean.mean(sum));
-    Array3::from_shape_vec(grid.counts, means).expect("grid.len() matches counts")
+    map_box_sums(scores, grid, fx, &mut means, cancel, |sum, _| {
+        to_mean.mean(sum)
+    })?;
+    Ok(Array3::from_shape_vec(grid.counts, means).expect("grid.len() matches counts"))
 }

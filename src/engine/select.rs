@@ -16,6 +16,8 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use super::cancel::Cancel;
+use super::error::Result;
 use super::geometry::{index_box_contains, index_boxes_intersect, Grid, IndexBox};
 
 /// Block extent in candidates along (z, y, x): long rows along x so that scanning a block
@@ -142,11 +144,17 @@ fn best_in(
 /// zone is appended to `zones`. Returns the taken candidate indices in the order taken.
 ///
 /// `keys`: one float32 key per candidate, C-order over `grid.counts`; never NaN.
-pub fn select_greedy(keys: &[f32], grid: &Grid, n: usize, zones: &mut Vec<IndexBox>) -> Vec<usize> {
+pub fn select_greedy(
+    keys: &[f32],
+    grid: &Grid,
+    n: usize,
+    zones: &mut Vec<IndexBox>,
+    cancel: &Cancel,
+) -> Result<Vec<usize>> {
     assert_eq!(keys.len(), grid.len(), "one key per candidate");
     let mut taken = Vec::with_capacity(n.min(keys.len()));
     if n == 0 {
-        return taken;
+        return Ok(taken);
     }
     let blocks = Blocks::new(grid);
     let initial: Vec<Entry> = (0..blocks.len())
@@ -161,7 +169,12 @@ pub fn select_greedy(keys: &[f32], grid: &Grid, n: usize, zones: &mut Vec<IndexB
         })
         .collect();
     let mut heap = BinaryHeap::from(initial);
+    let mut pops = 0u32;
     while taken.len() < n {
+        pops = pops.wrapping_add(1);
+        if pops % 4096 == 0 {
+            cancel.check()?;
+        }
         let Some(mut entry) = heap.pop() else { break };
         if entry.version < zones.len() {
             let region = blocks.index_box(entry.block);
@@ -194,5 +207,5 @@ pub fn select_greedy(keys: &[f32], grid: &Grid, n: usize, zones: &mut Vec<IndexB
         // The block's other candidates stay eligible; its entry is now a stale bound.
         heap.push(entry);
     }
-    taken
+    Ok(taken)
 }

@@ -4,6 +4,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use super::box_sums::{direct_box_sum, scan_map, FixedPoint};
+use super::cancel::Cancel;
 use super::error::{EngineError, Result};
 use super::geometry::{Box3, Grid, IndexBox};
 use super::ranking::{box_means, key_of, ranking_keys, Noise};
@@ -44,8 +45,9 @@ pub fn checked_fixed_point(
     scores: &Scores,
     for_power_sampling: bool,
     patch_voxels: usize,
+    cancel: &Cancel,
 ) -> Result<FixedPoint> {
-    let stats = scan_map(scores);
+    let stats = scan_map(scores, cancel)?;
     if let Some(p) = stats.first_non_finite {
         return Err(EngineError::InvalidScores(format!(
             "{name} contains NaN or infinite values (first at voxel (z, y, x) = {p:?}); scores must be finite"
@@ -68,10 +70,11 @@ pub fn box_means_of(
     scores: &Scores,
     patch: [usize; 3],
     stride: [usize; 3],
+    cancel: &Cancel,
 ) -> Result<Array3<f64>> {
     let grid = Grid::new(scores.shape(), patch, stride)?;
-    let fx = checked_fixed_point(name, scores, false, grid.patch_voxels())?;
-    Ok(box_means(scores, &grid, fx))
+    let fx = checked_fixed_point(name, scores, false, grid.patch_voxels(), cancel)?;
+    box_means(scores, &grid, fx, cancel)
 }
 
 /// Runs the maps of one volume in order; see [`select_volumes`].
@@ -79,6 +82,7 @@ pub fn select_volume(
     job: &VolumeJob,
     patch: [usize; 3],
     stride: [usize; 3],
+    cancel: &Cancel,
 ) -> Result<Vec<Vec<Taken>>> {
     let Some(first) = job.maps.first() else {
         return Ok(Vec::new());
@@ -115,9 +119,10 @@ pub fn select_volume(
             &map.scores,
             map.noise.is_some(),
             grid.patch_voxels(),
+            cancel,
         )?;
-        let keys = ranking_keys(&map.scores, &grid, fx, map.noise.as_ref());
-        let indices = select_greedy(&keys, &grid, map.quota, &mut zones);
+        let keys = ranking_keys(&map.scores, &grid, fx, map.noise.as_ref(), cancel)?;
+        let indices = select_greedy(&keys, &grid, map.quota, &mut zones, cancel)?;
         drop(keys);
         let to_mean = fx.mean_scale(grid.patch_voxels());
         result.push(
@@ -143,14 +148,16 @@ pub fn select_volume(
 /// [`super::pool::install`]). For each volume the maps run in order; map `k` takes up to
 /// its quota of candidates, best key first (ties: lower candidate index), skipping any that
 /// overlaps an annotated box or a patch this call already took in the volume. The first
-/// error in volume order is returned.
+/// error in volume order is returned; a requested `cancel` ends the call early with
+/// [`EngineError::Cancelled`].
 pub fn select_volumes(
     jobs: &[VolumeJob],
     patch: [usize; 3],
     stride: [usize; 3],
+    cancel: &Cancel,
 ) -> Result<Vec<Vec<Vec<Taken>>>> {
     jobs.par_iter()
-        .map(|job| select_volume(job, patch, stride))
+        .map(|job| select_volume(job, patch, stride, cancel))
         .collect::<Vec<_>>()
         .into_iter()
         .collect()

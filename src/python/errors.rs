@@ -1,6 +1,8 @@
 //! Engine errors → the exception classes of `clasp_rs.exceptions` (one mapping, here).
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError,
+};
 use pyo3::prelude::*;
 
 use crate::engine::EngineError;
@@ -26,6 +28,9 @@ pub fn to_py_err(err: EngineError) -> PyErr {
         EngineError::InvalidScores(_) => clasp_exception("InvalidScoresError", message),
         EngineError::InvalidPatch(_) => clasp_exception("InvalidPatchError", message),
         EngineError::InvalidArgument(_) => PyValueError::new_err(message),
+        EngineError::Cancelled => {
+            PyKeyboardInterrupt::new_err("the clasp-rs engine call was cancelled")
+        }
         EngineError::NpyFormat { .. } => clasp_exception("NpyFormatError", message),
         EngineError::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),

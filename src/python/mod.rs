@@ -2,6 +2,7 @@
 //! errors. No selection logic lives here.
 
 mod arrays;
+mod detached;
 mod errors;
 
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1};
@@ -9,6 +10,7 @@ use pyo3::prelude::*;
 
 use crate::engine::{self, pool, Box3, MapJob, Noise, Scores, VolumeJob};
 use arrays::{open_sources, SourceData};
+use detached::run_detached;
 use errors::to_py_err;
 
 type BoxTuple = (usize, usize, usize, usize, usize, usize);
@@ -83,9 +85,9 @@ fn select_strata(
             annotated: annotated[v].clone(),
         })
         .collect();
-    let result = py
-        .detach(|| pool::install(|| engine::select_volumes(&jobs, patch, stride)))
-        .map_err(to_py_err)?;
+    let result = run_detached(py, |cancel| {
+        engine::select_volumes(&jobs, patch, stride, cancel)
+    })?;
     Ok(result
         .into_iter()
         .map(|maps| {
@@ -117,9 +119,9 @@ fn box_means<'py>(
     let name = source.name.clone();
     let patch = [patch_size.0, patch_size.1, patch_size.2];
     let stride = [stride.0, stride.1, stride.2];
-    let means = py
-        .detach(|| pool::install(|| engine::strata::box_means_of(&name, &scores, patch, stride)))
-        .map_err(to_py_err)?;
+    let means = run_detached(py, |cancel| {
+        engine::strata::box_means_of(&name, &scores, patch, stride, cancel)
+    })?;
     Ok(means.into_pyarray(py))
 }
 
