@@ -88,8 +88,19 @@ impl Blocks {
 fn row_best(slice: &[f32]) -> (f32, usize) {
     // Two passes, both vectorisable: the maximum, then its first position. Keys are never
     // NaN, so `>` and `==` order them totally.
-    let max = slice
+    // Eight independent running maxima vectorise; one serial `fold` would not (LLVM may
+    // not reorder a float max reduction).
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = slice.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &k) in lanes.iter_mut().zip(chunk) {
+            *m = if k > *m { k } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
         .iter()
+        .chain(&lanes)
         .fold(f32::NEG_INFINITY, |m, &k| if k > m { k } else { m });
     let offset = slice.iter().position(|&k| k == max).unwrap_or(0);
     (max, offset)
