@@ -764,17 +764,24 @@ def compute_case_maps(
         :class:`CaseMaps`: scores float32 ``(C_fg + 1, Z, Y, X)`` and, when requested, the
         mutual information float32 ``(Z, Y, X)``, both on the CPU.
     """
-    sources, _ = split_folds(fold_sources, "compute_case_maps")
-    acc = FoldAccumulator(
+    return _accumulate(
+        fold_sources,
+        "compute_case_maps",
         logits=logits,
         device=device,
         with_mutual_information=with_mutual_information,
         chunk_z=chunk_z,
         num_threads=num_threads,
-    )
+    ).finish()
+
+
+def _accumulate(folds: Any, caller: str, **options: Any) -> FoldAccumulator:
+    """Streams every fold of ``folds`` into a new :class:`FoldAccumulator`."""
+    sources, _ = split_folds(folds, caller)
+    acc = FoldAccumulator(**options)
     for index, source in enumerate(sources):
         acc.add(source, name=f"fold {index}")
-    return acc.finish()
+    return acc
 
 
 def mean_probabilities(
@@ -796,11 +803,9 @@ def mean_probabilities(
     Returns:
         float32 ``(C, Z, Y, X)`` numpy array.
     """
-    sources, _ = split_folds(folds, "mean_probabilities")
-    acc = FoldAccumulator(logits=logits, device=device, chunk_z=chunk_z)
-    for index, source in enumerate(sources):
-        acc.add(source, name=f"fold {index}")
-    return acc.mean_probabilities()
+    return _accumulate(
+        folds, "mean_probabilities", logits=logits, device=device, chunk_z=chunk_z
+    ).mean_probabilities()
 
 
 def class_scores(
