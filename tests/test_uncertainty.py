@@ -663,3 +663,30 @@ def test_triton_kernels_match_numpy_kernels_in_interpreter():
     done = run_python(TRITON_CHECK)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_cpu_maps_and_query_work_without_torch(tmp_path) -> None:
+    # CPU users need not install torch: the numpy kernels compute the same maps.
+    rng = np.random.default_rng(5)
+    folds = rng.dirichlet(np.ones(3), size=(2, 4, 5, 6)).transpose(0, 4, 1, 2, 3)
+    np.save(tmp_path / "folds.npy", folds.astype(np.float32))
+    code = f"""
+import sys
+sys.modules["torch"] = None  # makes `import torch` fail like a missing install
+import numpy as np
+from clasp_rs import uncertainty
+folds = np.load({str(tmp_path / "folds.npy")!r})
+maps = uncertainty.compute_case_maps(folds, device="auto")
+assert isinstance(uncertainty.resolve_device("cpu"), uncertainty.TorchlessCpu)
+np.save({str(tmp_path / "maps.npy")!r}, maps.scores)
+try:
+    uncertainty.compute_case_maps(folds, device="cuda")
+except ImportError as err:
+    assert "clasp-rs[torch]" in str(err), err
+else:
+    raise AssertionError("cuda without torch must fail")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    expected = unc.compute_case_maps(folds.astype(np.float32), device="cpu").scores
+    np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, rtol=1e-6, atol=1e-7)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["import_torch", "import_nnunetv2"]
+__all__ = ["import_torch", "import_nnunetv2", "torch_or_none"]
 
 
 def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
@@ -30,6 +30,15 @@ def import_torch() -> ModuleType:
         ImportError: torch is not installed; the message says to install ``clasp-rs[torch]``.
     """
     return _import_or_explain("torch", "torch", "computing uncertainty maps")
+
+
+def torch_or_none() -> ModuleType | None:
+    """Return the ``torch`` module, or None when it is not installed (for code paths that
+    have a torch-free fallback, such as the CPU uncertainty maps)."""
+    try:
+        return importlib.import_module("torch")
+    except ImportError:
+        return None
 
 
 def import_nnunetv2() -> ModuleType:

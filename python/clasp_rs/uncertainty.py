@@ -39,7 +39,7 @@ import numpy as np
 
 from clasp_rs._atomic import atomic_path
 from clasp_rs._fold_readers import PROBABILITIES_KEY, FoldReader, open_fold, split_folds
-from clasp_rs._optional import import_torch
+from clasp_rs._optional import import_torch, torch_or_none
 from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidScoresError
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "mean_probabilities",
     "mutual_information",
     "predictive_entropy",
+    "TorchlessCpu",
     "resolve_device",
     "score_volume_names",
     "write_score_volume",
@@ -76,7 +77,18 @@ _TINY = float(np.finfo(np.float32).tiny)
 CpuKernels = Literal["numpy", "torch"]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+@dataclass(frozen=True)
+class TorchlessCpu:
+    """The CPU when torch is not installed: the numpy kernels need nothing else, so CPU users
+    do not have to install torch (several GB) to compute maps."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device | TorchlessCpu:
     """Turn a device request into a ``torch.device``.
 
     Args:
@@ -84,12 +96,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             ``"cuda:N"``, or a ``torch.device``.
 
     Returns:
-        The device to compute on.
+        The device to compute on; :class:`TorchlessCpu` for ``"auto"``/``"cpu"`` when torch
+        is not installed.
 
     Raises:
+        ImportError: CUDA was requested and torch is not installed (names the extra).
         RuntimeError: CUDA was requested but torch sees no (such) CUDA device.
         ValueError: the request is not a device this module supports.
     """
+    if isinstance(device, str) and device in ("auto", "cpu") and torch_or_none() is None:
+        return TorchlessCpu()
     torch = import_torch()
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -532,11 +548,15 @@ class FoldAccumulator:
             raise ValueError(f"chunk_z must be >= 1, got {chunk_z}")
         if cpu_kernels not in ("numpy", "torch"):
             raise ValueError(f"cpu_kernels must be 'numpy' or 'torch', got {cpu_kernels!r}")
-        torch = import_torch()
         self.device = resolve_device(device)
+        if isinstance(self.device, TorchlessCpu) and cpu_kernels == "torch":
+            import_torch()  # raises, naming the extra to install
         self.logits = logits
         self.with_mutual_information = with_mutual_information
-        self.num_threads = num_threads if num_threads is not None else torch.get_num_threads()
+        torch = torch_or_none()
+        if num_threads is None:
+            num_threads = torch.get_num_threads() if torch is not None else os.cpu_count() or 1
+        self.num_threads = num_threads
         self._chunk_z_request = chunk_z
         self._cpu_kernels = cpu_kernels
         self.n_folds = 0
@@ -670,6 +690,8 @@ class FoldAccumulator:
                 self.shape, chunk_z, self.num_threads, self.logits, self.with_mutual_information
             )
         else:
+            # TorchlessCpu only ever pairs with the numpy kernels (checked in __init__).
+            assert not isinstance(self.device, TorchlessCpu)
             self._slabs = _TorchSlabs(
                 self.shape,
                 chunk_z,
