@@ -377,17 +377,23 @@ impl PlaneBoxSums {
 /// The fixed-point sum of one box, summed directly (used for the few patches taken; equal
 /// to the value [`box_sums_planes`] produced for it, since integer sums are exact).
 pub fn direct_box_sum(scores: &Scores, fx: FixedPoint, b: &Box3) -> i64 {
-    with_typed_view!(scores.view, view => {
-        let mut sum = 0i64;
-        for z in b.start[0]..b.start[0] + b.size[0] {
-            for y in b.start[1]..b.start[1] + b.size[1] {
-                for x in b.start[2]..b.start[2] + b.size[2] {
-                    sum = sum.wrapping_add(fx.quantize(view[[z, y, x]].to_f64()));
-                }
-            }
+    let sum = with_typed_view!(scores.view, view => region_sum(view, fx, b));
+    // A patch touches a few rows of many planes, i.e. many pages: give them back.
+    scores.release_planes(b.start[0]..b.start[0] + b.size[0]);
+    sum
+}
+
+fn region_sum<T: Element>(view: ArrayView3<'_, T>, fx: FixedPoint, b: &Box3) -> i64 {
+    let [z0, y0, x0] = b.start;
+    let [dz, dy, dx] = b.size;
+    let region = view.slice(ndarray::s![z0..z0 + dz, y0..y0 + dy, x0..x0 + dx]);
+    let mut sum = 0i64;
+    for row in region.rows() {
+        let mut add = |v: &T| sum = sum.wrapping_add(fx.quantize(v.to_f64()));
+        match row.as_slice() {
+            Some(values) => values.iter().for_each(&mut add),
+            None => row.iter().for_each(&mut add),
         }
-        // A patch touches a few rows of many planes, i.e. many pages: give them back.
-        scores.release_planes(b.start[0]..b.start[0] + b.size[0]);
-        sum
-    })
+    }
+    sum
 }

@@ -127,7 +127,7 @@ pub fn select_volume(
         let to_mean = fx.mean_scale(grid.patch_voxels());
         result.push(
             indices
-                .into_iter()
+                .into_par_iter()
                 .map(|index| {
                     let patch = grid.candidate_box(index);
                     let mean = to_mean.mean(direct_box_sum(&map.scores, fx, &patch));
