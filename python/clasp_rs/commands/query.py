@@ -29,7 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clasp_rs import __version__
-from clasp_rs.exceptions import InvalidPatchError, InvalidProbabilitiesError, LoopFileError
+from clasp_rs.commands import add_stride_option, parse_stride, parse_triple
+from clasp_rs.exceptions import InvalidProbabilitiesError, LoopFileError
 from clasp_rs.patches import Patch, case_id, read_loop_file, write_loop_file
 from clasp_rs.probabilities import discover_probabilities, read_dataset_json
 from clasp_rs.selection import as_stride
@@ -75,14 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="patch size Z Y X in voxels (clipped to each volume)",
     )
-    parser.add_argument(
-        "--stride",
-        nargs="+",
-        type=int,
-        default=[1],
-        metavar="S",
-        help="candidate grid step: one value or Z Y X (default 1)",
-    )
+    add_stride_option(parser)
     parser.add_argument(
         "--per-volume",
         type=int,
@@ -120,16 +114,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--part-id", type=int, default=0, metavar="I", help="the part to process (0 .. K-1)"
     )
     return parser
-
-
-def _triple(values: Sequence[int], option: str, allow_one: bool) -> tuple[int, int, int]:
-    if len(values) == 3 or (allow_one and len(values) == 1):
-        items = [int(v) for v in values] * (3 if len(values) == 1 else 1)
-        if min(items) < 1:
-            raise InvalidPatchError(f"{option} must be positive on every axis, got {values}")
-        return items[0], items[1], items[2]
-    expected = "1 or 3 integers (Z Y X)" if allow_one else "3 integers (Z Y X)"
-    raise InvalidPatchError(f"{option} takes {expected}, got {len(values)}: {list(values)}")
 
 
 class _Stages:
@@ -266,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
 
     # -- cheap checks, before any long work ----------------------------------------------------
     strategy = get_strategy(args.strategy, seed=args.seed, n_loops=args.n_loops)
-    patch_size = _triple(args.patch_size, "--patch-size", allow_one=False)
-    stride = as_stride(_triple(args.stride, "--stride", allow_one=True))
+    patch_size = parse_triple(args.patch_size, "--patch-size", allow_one=False)
+    stride = as_stride(parse_stride(args.stride))
     if args.num_parts < 1 or not 0 <= args.part_id < args.num_parts:
         raise ValueError(
             f"--part-id must be in 0 .. --num-parts - 1 with --num-parts >= 1, got part "

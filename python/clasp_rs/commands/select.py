@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clasp_rs import __version__
-from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
+from clasp_rs.commands import add_stride_option, parse_stride
+from clasp_rs.exceptions import InvalidScoresError
 from clasp_rs.patches import Patch, case_id, read_loop_file, write_loop_file
 from clasp_rs.selection import as_stride, select_across_volumes
 
@@ -46,14 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="patch size in voxels (clipped to each volume)",
     )
     parser.add_argument("--n", type=int, required=True, help="number of patches in total")
-    parser.add_argument(
-        "--stride",
-        nargs="+",
-        type=int,
-        default=[1],
-        metavar="S",
-        help="candidate grid step: one value or Z Y X (default 1)",
-    )
+    add_stride_option(parser)
     parser.add_argument(
         "--annotated",
         nargs="+",
@@ -77,19 +71,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _stride(values: list[int]) -> tuple[int, int, int]:
-    if len(values) not in (1, 3):
-        raise InvalidPatchError(f"--stride takes 1 or 3 integers (Z Y X), got {len(values)}")
-    return as_stride(values[0] if len(values) == 1 else values)
-
-
 def _format_score(score: float | None) -> str:
     return "" if score is None else f"{score:.6g}"
 
 
 def run(args: argparse.Namespace) -> int:
     """Select, print a table and a summary, and write ``--out`` when given."""
-    stride = _stride(args.stride)
+    stride = as_stride(parse_stride(args.stride))
     if args.out is not None and os.path.lexists(args.out):
         raise FileExistsError(
             17, "output loop file already exists; loop files are never overwritten", args.out
