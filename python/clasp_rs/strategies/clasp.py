@@ -91,6 +91,16 @@ class ClaspPE(Strategy):
             "shuffle_strata": self.shuffle_strata,
         }
 
+    def _params_without_schedule(self) -> dict[str, Any]:
+        """The parameters of the variants that fix the noise (no beta0/beta_max/noise)."""
+        return {
+            "strategy": self.name,
+            "seed": self.seed,
+            "n_loops": self.n_loops,
+            "alpha": self.alpha,
+            "shuffle_strata": self.shuffle_strata,
+        }
+
     def beta(self, loop: int) -> float | None:
         """The schedule's exponent at ``loop``, or None without noise."""
         if not self.noise:
@@ -284,13 +294,7 @@ class ClaPE(ClaspPE):
     name = "cla-pe"
 
     def params(self) -> dict[str, Any]:
-        return {
-            "strategy": self.name,
-            "seed": self.seed,
-            "n_loops": self.n_loops,
-            "alpha": self.alpha,
-            "shuffle_strata": self.shuffle_strata,
-        }
+        return self._params_without_schedule()
 
     def __init__(
         self,
@@ -310,14 +314,7 @@ class ClapPE(ClaspPE):
     name = "clap-pe"
 
     def params(self) -> dict[str, Any]:
-        return {
-            "strategy": self.name,
-            "seed": self.seed,
-            "n_loops": self.n_loops,
-            "alpha": self.alpha,
-            "shuffle_strata": self.shuffle_strata,
-            "beta": self.beta0,
-        }
+        return {**self._params_without_schedule(), "beta": self.beta0}
 
     def __init__(
         self,
