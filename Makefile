@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 
 ## install: the package in editable mode with every extra needed to test and lint it
 install:
-	@$(PIP) show maturin >/dev/null 2>&1 || $(PIP) install "maturin>=1.7,<2"
+	$(PIP) install "maturin>=1.9.4,<2"
 	$(PIP) install -e ".[dev]" --no-build-isolation
 
 ## build: rebuild the native module in place after changing src/

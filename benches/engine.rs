@@ -31,7 +31,7 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("stages_160x256x256");
     group.sample_size(10);
     group.bench_function("scan_map", |b| {
-        b.iter(|| pool::install(|| scan_map(&scores, &Cancel::default()).unwrap()))
+        b.iter(|| pool::install(|| scan_map(&scores, &Cancel::default()).unwrap()));
     });
     for stride in [1usize, 4] {
         let grid = Grid::new([160, 256, 256], patch, [stride; 3]).unwrap();
@@ -44,7 +44,7 @@ fn stages(c: &mut Criterion) {
                     pool::install(|| {
                         ranking_keys(&scores, grid, fx, None, &Cancel::default()).unwrap()
                     })
-                })
+                });
             },
         );
         let noise = Noise {
@@ -60,7 +60,7 @@ fn stages(c: &mut Criterion) {
                     pool::install(|| {
                         ranking_keys(&scores, grid, fx, Some(&noise), &Cancel::default()).unwrap()
                     })
-                })
+                });
             },
         );
         let keys =
@@ -73,7 +73,7 @@ fn stages(c: &mut Criterion) {
                     pool::install(|| {
                         select_greedy(&keys, grid, 20, &mut Vec::new(), &Cancel::default()).unwrap()
                     })
-                })
+                });
             },
         );
         group.bench_with_input(
@@ -93,7 +93,7 @@ fn stages(c: &mut Criterion) {
                     pool::install(|| {
                         select_volumes(&jobs, patch, [s; 3], &Cancel::default()).unwrap()
                     })
-                })
+                });
             },
         );
     }

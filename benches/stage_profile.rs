@@ -38,7 +38,7 @@ fn main() {
             let taken = select_greedy(&keys, &grid, 20, &mut Vec::new(), &cancel).unwrap();
             let select = t.elapsed();
             let t = Instant::now();
-            let sum: f64 = map.iter().map(|&v| v as f64).sum();
+            let sum: f64 = map.iter().map(|&v| f64::from(v)).sum();
             let read = t.elapsed();
             println!(
                 "scan {scan:?}  keys {rank:?}  select {select:?} ({} taken)  one f64 read {read:?} (sum {sum:.1})",

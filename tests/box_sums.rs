@@ -110,7 +110,7 @@ fn float16_values_are_read_exactly() {
     });
     let grid = Grid::new([4, 4, 4], [2, 2, 2], [2, 2, 2]).unwrap();
     let means = means_of(ScoreView::F16(vol.view()), &grid);
-    let as_f64 = vol.mapv(|v| v.to_f64());
+    let as_f64 = vol.mapv(half::f16::to_f64);
     for (index, &m) in means.iter().enumerate() {
         assert_eq!(m, brute_box_sum(&as_f64, &grid.candidate_box(index)) / 8.0);
     }

@@ -38,5 +38,5 @@ fn stream_ids_are_stable_across_versions() {
     assert_eq!(pinned, [PINNED_EMPTY, PINNED_CASE]);
 }
 
-const PINNED_EMPTY: u64 = 12006413058722441481;
-const PINNED_CASE: u64 = 12287134997152282826;
+const PINNED_EMPTY: u64 = 12_006_413_058_722_441_481;
+const PINNED_CASE: u64 = 12_287_134_997_152_282_826;

@@ -16,7 +16,7 @@ fn write_npy(path: &Path, version: u8, descr: &str, fortran: bool, shape: &[usiz
             "({})",
             shape
                 .iter()
-                .map(|d| d.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -100,10 +100,12 @@ fn every_version_dtype_and_order_selects_the_same_patches() {
             ),
             (
                 "<f8",
-                vol.iter().flat_map(|v| (*v as f64).to_le_bytes()).collect(),
+                vol.iter()
+                    .flat_map(|v| f64::from(*v).to_le_bytes())
+                    .collect(),
                 f_order
                     .iter()
-                    .flat_map(|v| (*v as f64).to_le_bytes())
+                    .flat_map(|v| f64::from(*v).to_le_bytes())
                     .collect(),
             ),
         ] {
@@ -164,7 +166,7 @@ fn malformed_files_are_named_errors() {
     let missing = path.with_file_name("missing.npy");
     match select(&missing) {
         Err(EngineError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("expected a not-found error, got {other:?}"),
     }

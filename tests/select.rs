@@ -27,7 +27,7 @@ fn case() -> impl Strategy<Value = (Grid, Vec<f32>, usize, Vec<Box3>)> {
                 Just(grid),
                 // Few distinct values: many ties, which must go to the lower index.
                 prop::collection::vec(
-                    prop_oneof![(0u8..6).prop_map(|v| v as f32), Just(f32::NEG_INFINITY)],
+                    prop_oneof![(0u8..6).prop_map(f32::from), Just(f32::NEG_INFINITY)],
                     grid.len(),
                 ),
                 0usize..12,

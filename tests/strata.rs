@@ -71,7 +71,7 @@ fn later_maps_avoid_earlier_maps_and_annotated_patches() {
     let mut blocked = annotated;
     for (k, taken) in result[0].iter().enumerate() {
         let alone = select_volumes(
-            &[job(&maps[k..k + 1], &[taken.len()], None, blocked.clone())],
+            &[job(&maps[k..=k], &[taken.len()], None, blocked.clone())],
             [4, 5, 6],
             [1, 1, 1],
             &Cancel::default(),
@@ -93,7 +93,7 @@ fn results_do_not_depend_on_thread_count_or_volume_order() {
     let jobs = |order: &[usize]| {
         order
             .iter()
-            .map(|&i| job(&maps[i..i + 1], &[5], noise, Vec::new()))
+            .map(|&i| job(&maps[i..=i], &[5], noise, Vec::new()))
             .collect::<Vec<_>>()
     };
     let one = rayon::ThreadPoolBuilder::new()

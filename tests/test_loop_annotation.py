@@ -106,7 +106,7 @@ def test_human_labels_inside_the_patches_are_accepted_and_outside_refused():
 def experiment(monkeypatch, tmp_path):
     """An initialised experiment with a Random query as loop_001.json (no training)."""
     from clasp_rs.strategies import get_strategy
-    from clasp_rs.strategies.base import QueryRequest, ScoreSet
+    from clasp_rs.strategies.types import QueryRequest, ScoreSet
 
     for name in ENV:
         (tmp_path / name).mkdir()

@@ -38,7 +38,7 @@ def _make(root: Path, name: str, strategy: str, dice: list[float], seed: int):
     import SimpleITK as sitk
 
     from clasp_rs.strategies import get_strategy
-    from clasp_rs.strategies.base import QueryRequest, ScoreSet
+    from clasp_rs.strategies.types import QueryRequest, ScoreSet
 
     exp = init_experiment("900", root / name, patch_size=(4, 16, 16), budget=8, seed=seed)
     paths = nnunet_paths()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from clasp_rs import Patch, uncertainty
 from clasp_rs.exceptions import InvalidPatchError, InvalidProbabilitiesError
+from clasp_rs.loop.starting_budget import starting_budget
 from clasp_rs.strategies import (
     BALD,
     PE,
@@ -25,7 +26,6 @@ from clasp_rs.strategies import (
     RandomFG66,
     SoftrankBALD,
     get_strategy,
-    starting_budget,
 )
 from clasp_rs.strategies.random_fg import _centred_box
 

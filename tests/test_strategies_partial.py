@@ -1,4 +1,6 @@
-"""Sharded queries: K parts merged give exactly the single run's query."""
+"""Sharded queries: K parts merged give exactly the single run's query (through the
+library's own part and merge functions, :func:`clasp_rs.query.select_part` and
+:func:`clasp_rs.query.merge_parts`)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,10 @@ from hypothesis import strategies as st
 
 from clasp_rs import Patch
 from clasp_rs.exceptions import ClaspError, LoopFileError
-from clasp_rs.strategies import QueryRequest, get_strategy
+from clasp_rs.io.parts import read_part, write_part
+from clasp_rs.query import merge_parts, select_part
+from clasp_rs.strategies import QueryRequest, Strategy, get_strategy
 from clasp_rs.strategies.base import NotShardableError
-from clasp_rs.strategies.partial import (
-    Part,
-    annotated_digest,
-    merge_parts,
-    read_part,
-    write_part,
-)
 from clasp_rs.strategies.scores import compute_score_sets
 
 EXAMPLES = settings(
@@ -38,34 +35,18 @@ def probabilities(rng, shape, c, m=None):
     return (x / x.sum(axis=-4, keepdims=True)).astype(np.float32)
 
 
-def part_request(request: QueryRequest, cases) -> QueryRequest:
-    return QueryRequest(
-        n=request.n,
-        loop=request.loop,
-        patch_size=request.patch_size,
-        stride=request.stride,
-        per_volume=request.per_volume,
-        annotated={c: tuple(request.boxes(c)) for c in cases if request.boxes(c)},
-        files={c: request.file(c) for c in cases},
-    )
-
-
 def run_parts(strategy, scores, request, num_parts, folder: Path, *, round_trip=True):
     cases = sorted(scores)
     parts = []
     for i in range(num_parts):
         mine = cases[i::num_parts]
-        sub = part_request(request, mine)
-        local = strategy.select_local({c: scores[c] for c in mine}, sub, partial=True)
-        part = Part(
-            strategy=strategy.params(),
-            request=sub,
-            num_parts=num_parts,
+        part = select_part(
+            strategy,
+            {c: scores[c] for c in mine},
+            request,
             part_id=i,
+            num_parts=num_parts,
             all_cases=cases,
-            digest=annotated_digest(request.annotated),
-            local=local,
-            meta={},
         )
         if round_trip:
             path = folder / f"part{i}.json"
@@ -73,8 +54,9 @@ def run_parts(strategy, scores, request, num_parts, folder: Path, *, round_trip=
             part = read_part(path)
         parts.append(part)
     # Parts arrive in any order.
-    result, merged_request = merge_parts(parts[::-1], strategy)
-    return result, merged_request
+    merged = merge_parts(parts[::-1])
+    assert merged.strategy.params() == strategy.params()
+    return merged.result, merged.request
 
 
 @st.composite
@@ -184,32 +166,28 @@ def test_merge_rejects_inconsistent_parts(tmp_path):
     cases = sorted(scores)
 
     def part(i, *, seed=1, n=4, num_parts=2):
-        s = get_strategy("clasp-pe", seed=seed)
         mine = cases[i::2]
-        sub = part_request(QueryRequest.build(n, 0, (3, 3, 3)), mine)
-        return Part(
-            strategy=s.params(),
-            request=sub,
-            num_parts=num_parts,
+        return select_part(
+            get_strategy("clasp-pe", seed=seed),
+            {c: scores[c] for c in mine},
+            QueryRequest.build(n, 0, (3, 3, 3)),
             part_id=i,
+            num_parts=num_parts,
             all_cases=cases,
-            digest=annotated_digest({}),
-            local=s.select_local({c: scores[c] for c in mine}, sub, partial=True),
-            meta={},
         )
 
     with pytest.raises(LoopFileError, match="strategy differ"):
-        merge_parts([part(0), part(1, seed=2)], strategy)
+        merge_parts([part(0), part(1, seed=2)])
     with pytest.raises(LoopFileError, match="request differ"):
-        merge_parts([part(0), part(1, n=5)], strategy)
+        merge_parts([part(0), part(1, n=5)])
     with pytest.raises(LoopFileError, match=r"missing \[1\]"):
-        merge_parts([part(0)], strategy)
+        merge_parts([part(0)])
     with pytest.raises(LoopFileError, match=r"repeated \[0\]"):
-        merge_parts([part(0), part(0)], strategy)
+        merge_parts([part(0), part(0)])
     with pytest.raises(LoopFileError, match="no part files"):
-        merge_parts([], strategy)
+        merge_parts([])
     assert (
-        merge_parts([part(1), part(0)], strategy)[0].patches
+        merge_parts([part(1), part(0)]).result.patches
         == strategy.query_scores(scores, request).patches
     )
 
@@ -218,16 +196,7 @@ def test_part_files_are_never_overwritten_and_are_checked_on_read(tmp_path):
     volumes, request = crowded()
     strategy = get_strategy("pe")
     scores = compute_score_sets(volumes, strategy.needs, device="cpu")
-    part = Part(
-        strategy=strategy.params(),
-        request=request,
-        num_parts=1,
-        part_id=0,
-        all_cases=sorted(scores),
-        digest=annotated_digest({}),
-        local=strategy.select_local(scores, request, partial=True),
-        meta={},
-    )
+    part = select_part(strategy, scores, request, part_id=0, num_parts=1, all_cases=sorted(scores))
     path = write_part(tmp_path / "p.json", part)
     with pytest.raises(FileExistsError):
         write_part(path, part)
@@ -245,5 +214,7 @@ def test_unshardable_strategies_say_so():
     volumes, request = crowded()
     with pytest.raises(NotShardableError, match="softrank-bald"):
         get_strategy("softrank-bald").select_local({}, request, partial=True)
-    with pytest.raises(NotShardableError, match="labels"):
-        get_strategy("random-fg33").select_local({}, request, partial=True)
+    # Random FG ranks no maps: it has no phases to shard (it is not a map Strategy at all).
+    random_fg = get_strategy("random-fg33")
+    assert not isinstance(random_fg, Strategy)
+    assert random_fg.needs_labels and not random_fg.shardable

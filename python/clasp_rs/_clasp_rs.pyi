@@ -1,8 +1,11 @@
 """Type stub of the native engine module (Rust, PyO3). Kept honest by mypy.stubtest.
 
-Array conventions: score volumes are (Z, Y, X) float16/float32/float64 arrays in any memory
-layout, or paths of ``.npy`` files that the engine memory-maps itself. Boxes are
-``(z, y, x, dz, dy, dx)`` tuples of voxel starts and sizes.
+Only :mod:`clasp_rs._engine` imports this module. Array conventions: score volumes are
+(Z, Y, X) float16/float32/float64 arrays in any memory layout, or paths of ``.npy`` files that
+the engine memory-maps itself. Boxes are ``(z, y, x, dz, dy, dx)`` tuples of voxel starts and
+sizes. Errors are ``clasp_rs.exceptions`` classes (``InvalidScoresError``,
+``InvalidPatchError``, ``NpyFormatError``), ``FileNotFoundError``/``OSError`` for files, and
+``KeyboardInterrupt`` when Ctrl-C cancels a call.
 """
 
 from collections.abc import Sequence
@@ -22,9 +25,11 @@ __all__ = [
 
 _ScoreSource = npt.NDArray[np.floating] | str | PathLike[str]
 _Box = tuple[int, int, int, int, int, int]
-# (z, y, x, dz, dy, dx, mean, key): start, clipped size, exact box mean (float64) and the
-# ranking key (the mean, or ln(mean) + Gumbel/beta under power sampling).
-_Taken = tuple[int, int, int, int, int, int, float, float]
+_Triple = tuple[int, int, int]
+# (start, size, index, mean, key): start (z, y, x), clipped size, C-order index of the
+# candidate in the stride grid, exact box mean (float64) and the ranking key (the mean, or
+# ln(mean) + Gumbel/beta under power sampling).
+_Taken = tuple[_Triple, _Triple, int, float, float]
 # (beta, seed, stream): power sampling with Gumbel(0, 1)/beta noise drawn from the
 # counter-based generator keyed by (seed, stream, candidate index). None ranks by the mean.
 _Noise = tuple[float, int, int] | None
@@ -38,6 +43,7 @@ def select_strata(
     quotas: Sequence[Sequence[int]],
     noise: Sequence[Sequence[_Noise]],
     annotated: Sequence[Sequence[_Box]],
+    names: Sequence[Sequence[str]] | None = None,
 ) -> list[list[list[_Taken]]]:
     """Greedy, overlap-free selection for several volumes, in parallel, GIL released.
 
@@ -45,7 +51,9 @@ def select_strata(
     ``k`` takes up to ``quotas[v][k]`` candidates, best key first (ties: lower C-order
     candidate index first), skipping every candidate that overlaps ``annotated[v]`` or a patch
     already taken for volume ``v`` by this call (any map). All maps of a volume share its
-    shape. Returns ``result[v][k]`` = the patches taken for map ``k``, in the order taken.
+    shape. Error messages name an array map ``names[v][k]`` (default ``volumes[v][k]``) and
+    a ``.npy`` map by its path. Returns ``result[v][k]`` = the patches taken for map ``k``,
+    in the order taken.
     """
 
 def box_means(

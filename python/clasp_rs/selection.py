@@ -1,9 +1,9 @@
 """Greedy, overlap-free selection of the best patches of score volumes.
 
 Both functions here are thin, validating wrappers around one call of the native engine
-(:func:`clasp_rs._clasp_rs.select_strata`), which computes box means with float64
-summed-volume tables, ranks candidates with partial selection and rejects overlapping ones,
-in parallel over volumes with the GIL released.
+(:func:`clasp_rs._engine.select`), which computes box means with exact summed-volume tables,
+ranks candidates with partial selection and rejects overlapping ones, in parallel over
+volumes with the GIL released.
 
 Candidates are the patch starts on the stride grid whose whole patch lies inside the volume;
 a patch size larger than the volume on an axis is clipped to the volume on that axis. The
@@ -17,15 +17,22 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from clasp_rs import _clasp_rs as _native
-from clasp_rs.exceptions import ClaspError, InvalidPatchError, InvalidScoresError
+from clasp_rs._engine import (
+    MapJob,
+    ScoreSource,
+    Taken,
+    VolumeJob,
+    merge_best_first,
+    select,
+    stream_id,
+)
+from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
 from clasp_rs.patches import Box, Patch, case_id
 
 __all__ = [
@@ -40,10 +47,6 @@ __all__ = [
     "select_across_volumes",
     "select_top_patches",
 ]
-
-ScoreSource: TypeAlias = "npt.NDArray[np.floating[Any]] | str | os.PathLike[str]"
-"""A score volume: a float16/float32/float64 array (Z, Y, X) in any memory layout, or the
-path of a ``.npy`` file of one (memory-mapped by the engine, never loaded whole)."""
 
 _FLOAT_ITEMSIZES = (2, 4, 8)
 # The engine holds counts and voxel positions in 64-bit integers; bigger Python ints would
@@ -194,22 +197,6 @@ def as_annotated_boxes(annotated: Any) -> list[Box]:
     return [_as_box(item) for item in annotated]
 
 
-_ENGINE_MAP_NAME = re.compile(r"^volumes\[(\d+)\]\[\d+\]")
-
-
-def _select_strata(names: Sequence[str], *args: Any) -> list[list[list[Any]]]:
-    """``_native.select_strata``; errors name volume ``v`` by ``names[v]`` instead of the
-    engine's positional ``volumes[v][k]`` (paths are already named by the engine)."""
-    try:
-        return _native.select_strata(*args)
-    except ClaspError as e:
-        message = str(e)
-        match = _ENGINE_MAP_NAME.match(message)
-        if match is None or int(match.group(1)) >= len(names):
-            raise
-        raise type(e)(names[int(match.group(1))] + message[match.end() :]) from None
-
-
 def select_top_patches(
     scores: ScoreSource,
     patch_size: Sequence[int],
@@ -261,22 +248,20 @@ def select_top_patches(
         raise InvalidPatchError(f"file must be a string or None, got {file!r}")
     noise = None
     if beta is not None:
-        noise = (as_beta(beta), as_seed(seed), _native.stream_id(file or "", 0, -1))
+        noise = (as_beta(beta), as_seed(seed), stream_id(file or "", 0, -1))
     else:
         as_seed(seed)
     source = as_score_source(scores)
     if count == 0:
         return []
     name = "scores" if file is None else f"scores of {file!r}"
-    taken = _select_strata([name], [[source]], size, step, [[count]], [[noise]], [boxes])[0][0]
+    job = VolumeJob([MapJob(source, count, noise)], boxes, name)
+    taken = select([job], size, step)[0][0]
     return [_patch(file or "", t, beta is not None) for t in taken]
 
 
-def _patch(
-    file: str, taken: tuple[int, int, int, int, int, int, float, float], noised: bool
-) -> Patch:
-    z, y, x, dz, dy, dx, mean, key = taken
-    return Patch(file, (z, y, x), (dz, dy, dx), score=key if noised else mean)
+def _patch(file: str, taken: Taken, noised: bool) -> Patch:
+    return Patch(file, taken.start, taken.size, score=taken.key if noised else taken.mean)
 
 
 def select_across_volumes(
@@ -352,25 +337,20 @@ def select_across_volumes(
 
     if count == 0 or not cases:
         return []
-    noise = [
-        [None if beta_value is None else (beta_value, seed_value, _native.stream_id(c, 0, -1))]
-        for c in cases
+    jobs = [
+        VolumeJob(
+            [
+                MapJob(
+                    source,
+                    count,
+                    None if beta_value is None else (beta_value, seed_value, stream_id(c, 0, -1)),
+                )
+            ],
+            boxes[c],
+            f"volume {c!r}",
+        )
+        for c, source in zip(cases, sources, strict=True)
     ]
-    result = _select_strata(
-        [f"volume {case!r}" for case in cases],
-        [[s] for s in sources],
-        size,
-        step,
-        [[count] for _ in cases],
-        noise,
-        [boxes[c] for c in cases],
-    )
-    merged = [
-        (case, t) for case, per_volume in zip(cases, result, strict=True) for t in per_volume[0]
-    ]
-    with np.errstate(over="ignore"):
-        keys = np.array([t[7] for _, t in merged], dtype=np.float64).astype(np.float32)
-    # Stable sort: equal float32 keys keep case-name order, then the engine's taken order
-    # (which is already best first by the same float32 key within a volume).
-    order = np.argsort(-keys, kind="stable")[:count]
-    return [_patch(merged[i][0], merged[i][1], beta_value is not None) for i in order]
+    result = select(jobs, size, step)
+    merged = merge_best_first({c: v[0] for c, v in zip(cases, result, strict=True)})[:count]
+    return [_patch(case, t, beta_value is not None) for case, t in merged]

@@ -217,7 +217,7 @@ pub fn box_sums_planes(
     cancel: &Cancel,
     emit: impl FnMut(usize, &[i64]),
 ) {
-    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, cancel, emit))
+    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, cancel, emit));
 }
 
 // The typed twin of `box_sums_planes` (one copy per dtype): same arguments plus the view.

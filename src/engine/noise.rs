@@ -3,7 +3,7 @@
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64's finaliser: a bijective 64-bit mixer with full avalanche.
+/// `SplitMix64`'s finaliser: a bijective 64-bit mixer with full avalanche.
 #[inline(always)]
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -35,7 +35,7 @@ pub fn gumbel(seed: u64, stream: u64, counter: u64) -> f64 {
 pub fn stream_id(case: &str, loop_index: i64, stratum: i64) -> u64 {
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
     for byte in case.bytes() {
-        h = (h ^ byte as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
     }
     mix64(mix64(h ^ mix64(loop_index as u64)) ^ mix64((stratum as u64).wrapping_add(GOLDEN)))
 }

@@ -53,7 +53,7 @@ impl std::fmt::Debug for NpyFile {
         f.debug_struct("NpyFile")
             .field("path", &self.path)
             .field("header", &self.header)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -232,6 +232,7 @@ impl NpyFile {
     }
 
     /// A typed view of the data.
+    #[allow(clippy::cast_ptr_alignment)] // checked in `open`
     pub fn view(&self) -> ScoreView<'_> {
         let bytes = &self.map[self.header.data_offset..];
         let shape = self.shape.set_f(self.header.fortran_order);
@@ -241,15 +242,15 @@ impl NpyFile {
             match self.header.dtype {
                 Dtype::F16 => ScoreView::F16(ArrayView3::from_shape_ptr(
                     shape,
-                    bytes.as_ptr() as *const f16,
+                    bytes.as_ptr().cast::<f16>(),
                 )),
                 Dtype::F32 => ScoreView::F32(ArrayView3::from_shape_ptr(
                     shape,
-                    bytes.as_ptr() as *const f32,
+                    bytes.as_ptr().cast::<f32>(),
                 )),
                 Dtype::F64 => ScoreView::F64(ArrayView3::from_shape_ptr(
                     shape,
-                    bytes.as_ptr() as *const f64,
+                    bytes.as_ptr().cast::<f64>(),
                 )),
             }
         }

@@ -21,7 +21,7 @@ impl Element for f16 {
 impl Element for f32 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
-        self as f64
+        f64::from(self)
     }
 }
 

@@ -6,7 +6,7 @@ use half::f16;
 use numpy::{PyArrayDescrMethods, PyReadonlyArray3, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::errors::{clasp_exception, to_py_err};
+use super::errors::{clasp_error, to_py_err, ErrorClass};
 use crate::engine::npy::NpyFile;
 use crate::engine::{ScoreView, Scores};
 
@@ -38,8 +38,8 @@ fn open_source<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<SourceData<
     if let Ok(array) = obj.cast::<PyUntypedArray>() {
         let shape = array.shape().to_vec();
         if array.ndim() != 3 {
-            return Err(clasp_exception(
-                "InvalidScoresError",
+            return Err(clasp_error(
+                ErrorClass::InvalidScores,
                 format!(
                     "{name} has {} dimensions (shape {shape:?}); expected 3 (Z, Y, X)",
                     array.ndim()
@@ -49,8 +49,8 @@ fn open_source<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<SourceData<
         let dtype = array.dtype();
         let dtype_name = dtype.str()?.to_string();
         let holder = if dtype.kind() == b'f' && dtype.byteorder() == b'>' {
-            return Err(clasp_exception(
-                "InvalidScoresError",
+            return Err(clasp_error(
+                ErrorClass::InvalidScores,
                 format!(
                     "{name} has big-endian dtype {dtype_name}; expected native byte order \
                      float16/float32/float64 (use arr.astype('=f4'))"
@@ -63,8 +63,8 @@ fn open_source<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<SourceData<
         } else if let Ok(a) = obj.extract::<PyReadonlyArray3<f16>>() {
             Holder::F16(a)
         } else {
-            return Err(clasp_exception(
-                "InvalidScoresError",
+            return Err(clasp_error(
+                ErrorClass::InvalidScores,
                 format!(
                     "{name} has unsupported dtype {dtype_name}; expected float16/float32/float64"
                 ),
@@ -82,8 +82,8 @@ fn open_source<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<SourceData<
             holder: Holder::File(file),
         });
     }
-    Err(clasp_exception(
-        "InvalidScoresError",
+    Err(clasp_error(
+        ErrorClass::InvalidScores,
         format!(
             "{name} is a {}; expected a numpy array (Z, Y, X) or the path of a .npy file",
             obj.get_type().name()?

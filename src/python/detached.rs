@@ -31,10 +31,10 @@ pub fn run_detached<T: Send>(
         let mut finished = finished;
         loop {
             // The receiver is Send but not Sync: move it into the GIL-free wait and back.
-            let (received, receiver) =
+            let (outcome, receiver) =
                 py.detach(move || (finished.recv_timeout(SIGNAL_POLL), finished));
             finished = receiver;
-            match received {
+            match outcome {
                 Ok(result) => break result,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if interrupted.is_none() {

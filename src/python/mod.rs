@@ -1,4 +1,4 @@
-//! The thin PyO3 layer: extract views, release the GIL, run the engine in its pool, map
+//! The thin `PyO3` layer: extract views, release the GIL, run the engine in its pool, map
 //! errors. No selection logic lives here.
 
 mod arrays;
@@ -11,10 +11,12 @@ use pyo3::prelude::*;
 use crate::engine::{self, pool, Box3, MapJob, Noise, Scores, VolumeJob};
 use arrays::{open_sources, SourceData};
 use detached::run_detached;
-use errors::to_py_err;
+use errors::{clasp_error, to_py_err, ErrorClass};
 
+type Triple = (usize, usize, usize);
 type BoxTuple = (usize, usize, usize, usize, usize, usize);
-type TakenTuple = (usize, usize, usize, usize, usize, usize, f64, f64);
+/// `(start, size, index, mean, key)` of one taken patch.
+type TakenTuple = (Triple, Triple, usize, f64, f64);
 
 fn box_from_tuple(t: BoxTuple) -> engine::Result<Box3> {
     Box3::new([t.0, t.1, t.2], [t.3, t.4, t.5])
@@ -22,23 +24,51 @@ fn box_from_tuple(t: BoxTuple) -> engine::Result<Box3> {
 
 fn check_len(what: &str, got: usize, expected: usize) -> PyResult<()> {
     if got != expected {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "{what} has {got} entries but there are {expected} volumes/maps; expected one per map"
-        )));
+        return Err(clasp_error(
+            ErrorClass::InvalidPatch,
+            format!(
+                "{what} has {got} entries but there are {expected} volumes/maps; expected one per map"
+            ),
+        ));
     }
     Ok(())
 }
 
+/// How errors name map `k` of volume `v`: `names[v][k]` when given, else `volumes[v][k]`.
+fn map_names(
+    volumes: &[Vec<Bound<'_, PyAny>>],
+    names: Option<Vec<Vec<String>>>,
+) -> PyResult<Vec<Vec<String>>> {
+    if let Some(names) = names {
+        check_len("names", names.len(), volumes.len())?;
+        for (v, maps) in volumes.iter().enumerate() {
+            check_len(&format!("names[{v}]"), names[v].len(), maps.len())?;
+        }
+        return Ok(names);
+    }
+    Ok(volumes
+        .iter()
+        .enumerate()
+        .map(|(v, maps)| {
+            (0..maps.len())
+                .map(|k| format!("volumes[{v}][{k}]"))
+                .collect()
+        })
+        .collect())
+}
+
 #[pyfunction]
-#[pyo3(signature = (volumes, patch_size, stride, quotas, noise, annotated))]
+#[pyo3(signature = (volumes, patch_size, stride, quotas, noise, annotated, names=None))]
+#[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
 fn select_strata(
     py: Python<'_>,
     volumes: Vec<Vec<Bound<'_, PyAny>>>,
-    patch_size: (usize, usize, usize),
-    stride: (usize, usize, usize),
+    patch_size: Triple,
+    stride: Triple,
     quotas: Vec<Vec<usize>>,
     noise: Vec<Vec<Option<(f64, u64, u64)>>>,
     annotated: Vec<Vec<BoxTuple>>,
+    names: Option<Vec<Vec<String>>>,
 ) -> PyResult<Vec<Vec<Vec<TakenTuple>>>> {
     check_len("quotas", quotas.len(), volumes.len())?;
     check_len("noise", noise.len(), volumes.len())?;
@@ -47,20 +77,12 @@ fn select_strata(
         check_len(&format!("quotas[{v}]"), quotas[v].len(), maps.len())?;
         check_len(&format!("noise[{v}]"), noise[v].len(), maps.len())?;
     }
+    let names = map_names(&volumes, names)?;
     let annotated: Vec<Vec<Box3>> = annotated
         .into_iter()
         .map(|boxes| boxes.into_iter().map(box_from_tuple).collect())
         .collect::<engine::Result<_>>()
         .map_err(to_py_err)?;
-    let names: Vec<Vec<String>> = volumes
-        .iter()
-        .enumerate()
-        .map(|(v, maps)| {
-            (0..maps.len())
-                .map(|k| format!("volumes[{v}][{k}]"))
-                .collect()
-        })
-        .collect();
     let sources: Vec<Vec<SourceData>> = volumes
         .iter()
         .zip(&names)
@@ -97,7 +119,13 @@ fn select_strata(
                         .into_iter()
                         .map(|t| {
                             let (s, d) = (t.patch.start, t.patch.size);
-                            (s[0], s[1], s[2], d[0], d[1], d[2], t.mean, t.key)
+                            (
+                                (s[0], s[1], s[2]),
+                                (d[0], d[1], d[2]),
+                                t.index,
+                                t.mean,
+                                t.key,
+                            )
                         })
                         .collect()
                 })
@@ -107,11 +135,12 @@ fn select_strata(
 }
 
 #[pyfunction]
+#[allow(clippy::needless_pass_by_value)]
 fn box_means<'py>(
     py: Python<'py>,
     scores: Bound<'py, PyAny>,
-    patch_size: (usize, usize, usize),
-    stride: (usize, usize, usize),
+    patch_size: Triple,
+    stride: Triple,
 ) -> PyResult<Bound<'py, PyArray3<f64>>> {
     let sources = open_sources(&[scores], &["scores".to_string()])?;
     let source = &sources[0];
@@ -131,6 +160,7 @@ fn stream_id(case: &str, r#loop: i64, stratum: i64) -> u64 {
 }
 
 #[pyfunction]
+#[allow(clippy::needless_pass_by_value)]
 fn gumbel<'py>(
     py: Python<'py>,
     seed: u64,
@@ -149,12 +179,15 @@ fn num_threads() -> usize {
 }
 
 #[pymodule]
-fn _clasp_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_function(wrap_pyfunction!(select_strata, m)?)?;
-    m.add_function(wrap_pyfunction!(box_means, m)?)?;
-    m.add_function(wrap_pyfunction!(stream_id, m)?)?;
-    m.add_function(wrap_pyfunction!(gumbel, m)?)?;
-    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
-    Ok(())
+mod _clasp_rs {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::{box_means, gumbel, num_threads, select_strata, stream_id};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        super::errors::init(m.py())
+    }
 }

@@ -13,10 +13,9 @@ from typing import Any
 
 from rich.console import Console
 
-from clasp_rs.commands.query import build_meta, check_out, print_summary
 from clasp_rs.patches import write_loop_file
-from clasp_rs.strategies import get_strategy
-from clasp_rs.strategies.partial import merge_parts, read_part
+from clasp_rs.query import check_out, merge_parts, query_meta
+from clasp_rs.summary import print_summary
 
 __all__ = ["add_parser", "run"]
 
@@ -43,21 +42,18 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     out = check_out(args.out)
     start = time.perf_counter()
-    parts = [read_part(path) for path in args.parts]
-    params = dict(parts[0].strategy)
-    name = params.pop("strategy")
-    strategy = get_strategy(name, **params)
-    result, request = merge_parts(parts, strategy)
-    merged = time.perf_counter()
-    write_loop_file(out, result.patches, meta=build_meta(strategy, request, result))
+    merged = merge_parts(args.parts)
+    result, request = merged.result, merged.request
+    done_merging = time.perf_counter()
+    write_loop_file(out, result.patches, meta=query_meta(merged.strategy, request, result))
     done = time.perf_counter()
     print_summary(
         console,
-        f"clasp-rs merge {strategy.name}: {len(result.patches)} of {request.n} patches",
+        f"clasp-rs merge {merged.strategy.name}: {len(result.patches)} of {request.n} patches",
         result.patches,
         result,
-        {"read + merge": merged - start, "write": done - merged},
-        {int(v): str(k) for v, k in parts[0].meta.get("labels", {}).items()},
+        {"read + merge": done_merging - start, "write": done - done_merging},
+        merged.label_names,
         len(request.files),
     )
     console.print(f"wrote {out}")

@@ -259,9 +259,6 @@ class _Loop:
         self.console.print(f"[bold]clasp-rs run[/bold] {self.exp.root.name}: loop {loop}, {name}")
         self.state.run_step(key, body, self.hooks)
 
-    def needs_maps(self) -> bool:
-        return bool(self.strategy.needs & {"classes", "entropy", "mutual_information"})
-
     def annotated_through(self, loop: int) -> list[Patch]:
         return [p for t in range(loop + 1) for p in read_loop_file(self.exp.loop_file(t))]
 
@@ -284,7 +281,7 @@ class _Loop:
             self.step(t, "evaluate", lambda t=t: self.evaluate(t))
             if t == self.n_loops - 1:
                 break
-            if self.needs_maps() and complete_parts(self, t) is None:
+            if self.strategy.needs_maps and complete_parts(self, t) is None:
                 if self.options.stop_before_prediction and not self.state.is_done(
                     step_key(t, "query")
                 ):
@@ -451,7 +448,7 @@ class _Loop:
                 )
             return {"patches": len(read_loop_file(target)), "reused": True}
         patches = query_loop(self, loop, target)
-        if self.needs_maps():
+        if self.strategy.needs_maps:
             shutil.rmtree(self.exp.loop_folder(loop) / "pool_probabilities", ignore_errors=True)
         return {"patches": patches}
 
@@ -502,7 +499,7 @@ class _Loop:
                 "(it trains the folds) or train without --num-parts"
             )
         out = self.exp.loop_folder(t) / "parts" / f"part_{i}_of_{k}"
-        if self.needs_maps():
+        if self.strategy.needs_maps:
             for fold in self.folds:
                 self.predict(t, fold, num_parts=k, part_id=i, out=out / "probabilities")
         path = query_part(self, t, out)

@@ -299,7 +299,7 @@ def init_experiment(
             )
 
     # -- starting budget -----------------------------------------------------------------------
-    from clasp_rs.strategies import starting_budget
+    from clasp_rs.loop.starting_budget import starting_budget
 
     ending = source.file_ending
     ground_truth = {case: read_label(source.label_file(case)) for case in pool}

@@ -16,19 +16,23 @@ name               strategy
 ``random-fg66``    :class:`RandomFG66`: 66 % centred on ground-truth foreground (simulation)
 =================  ====================================================================
 
-:func:`starting_budget` builds ``loop_000.json``. Every random choice is a counter-based draw
-keyed by (seed, loop, case, stream code, counter); see :mod:`clasp_rs.strategies.streams`.
+Every random choice is a counter-based draw keyed by (seed, loop, case, stream code,
+counter); see :mod:`clasp_rs.strategies.streams`. Modules: :mod:`.types` (the values a query
+passes around), :mod:`.base` (the strategy protocol and base classes), :mod:`.clasp`,
+:mod:`.baselines`, :mod:`.random_fg` (simulation), :mod:`.budget`, :mod:`.streams`,
+:mod:`.fill` (ClaSP PE's shortfall fill), :mod:`.scores` (probabilities to score maps).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from clasp_rs.strategies.base import QueryRequest, QueryResult, ScoreSet, Strategy
+from clasp_rs.strategies.base import QueryStrategy, Strategy
 from clasp_rs.strategies.baselines import BALD, PE, PowerBALD, PowerPE, Random, SoftrankBALD
 from clasp_rs.strategies.budget import beta_schedule
 from clasp_rs.strategies.clasp import ClaPE, ClapPE, ClaspPE
-from clasp_rs.strategies.random_fg import RandomFG, RandomFG33, RandomFG66, starting_budget
+from clasp_rs.strategies.random_fg import RandomFG, RandomFG33, RandomFG66
+from clasp_rs.strategies.types import QueryRequest, QueryResult, ScoreSet
 
 __all__ = [
     "BALD",
@@ -41,6 +45,7 @@ __all__ = [
     "PowerPE",
     "QueryRequest",
     "QueryResult",
+    "QueryStrategy",
     "Random",
     "RandomFG",
     "RandomFG33",
@@ -50,10 +55,9 @@ __all__ = [
     "Strategy",
     "beta_schedule",
     "get_strategy",
-    "starting_budget",
 ]
 
-STRATEGIES: dict[str, type[Strategy]] = {
+STRATEGIES: dict[str, type[Strategy] | type[RandomFG]] = {
     cls.name: cls
     for cls in (
         ClaspPE,
@@ -71,7 +75,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def get_strategy(name: str, **kwargs: Any) -> Strategy:
+def get_strategy(name: str, **kwargs: Any) -> Strategy | RandomFG:
     """The strategy registered as ``name`` (a CLI value such as ``"clasp-pe"``).
 
     Args:

@@ -11,27 +11,23 @@ same as one greedy pass over every volume's candidates. ``Patch.stratum`` is Non
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from clasp_rs import _clasp_rs as _native
+from clasp_rs._engine import (
+    MapJob,
+    ScoreSource,
+    Taken,
+    VolumeJob,
+    box_means,
+    merge_best_first,
+    select,
+)
 from clasp_rs.exceptions import InvalidScoresError
 from clasp_rs.patches import Box
-from clasp_rs.strategies.base import (
-    CaseSelection,
-    FillProvider,
-    NotShardableError,
-    QueryRequest,
-    QueryResult,
-    ScoreSet,
-    Strategy,
-    Taken,
-    log_score,
-    merge_best_first,
-    run_engine,
-    to_patch,
-)
+from clasp_rs.strategies.base import NotShardableError, Strategy, log_score, to_patch
+from clasp_rs.strategies.fill import FillProvider
 from clasp_rs.strategies.streams import (
     CODE_ENTROPY,
     CODE_MUTUAL_INFORMATION,
@@ -40,6 +36,7 @@ from clasp_rs.strategies.streams import (
     draws,
     stream,
 )
+from clasp_rs.strategies.types import CaseSelection, QueryRequest, QueryResult, ScoreSet
 
 __all__ = ["BALD", "PE", "PowerBALD", "PowerPE", "Random", "SoftrankBALD"]
 
@@ -57,7 +54,7 @@ class SingleMapStrategy(Strategy):
     def beta(self, loop: int) -> float | None:
         return 1.0 if self.power else None
 
-    def source(self, case: str, scores: ScoreSet) -> Any:
+    def source(self, case: str, scores: ScoreSet) -> ScoreSource:
         value = getattr(scores, self.map_attribute)
         if value is None:
             raise InvalidScoresError(
@@ -73,19 +70,21 @@ class SingleMapStrategy(Strategy):
             return {case: CaseSelection(scores[case].shape, {}) for case in cases}
         beta = self.beta(request.loop)
         jobs = [
-            (
-                [self.source(case, scores[case])],
-                [request.m],
+            VolumeJob(
                 [
-                    None
-                    if beta is None
-                    else (beta, self.seed, stream(case, request.loop, self.code))
+                    MapJob(
+                        self.source(case, scores[case]),
+                        request.m,
+                        None
+                        if beta is None
+                        else (beta, self.seed, stream(case, request.loop, self.code)),
+                    )
                 ],
                 request.boxes(case),
             )
             for case in cases
         ]
-        result = run_engine(jobs, request)
+        result = select(jobs, request.patch_size, request.stride)
         return {
             case: CaseSelection(scores[case].shape, {0: maps[0]})
             for case, maps in zip(cases, result, strict=True)
@@ -98,10 +97,9 @@ class SingleMapStrategy(Strategy):
         fill: FillProvider | None,
     ) -> QueryResult:
         beta = self.beta(request.loop)
-        shapes = {case: sel.shape for case, sel in local.items()}
-        merged = merge_best_first(
-            {case: sel.strata.get(0, []) for case, sel in local.items()}, shapes, request
-        )[: request.n]
+        merged = merge_best_first({case: sel.strata.get(0, []) for case, sel in local.items()})[
+            : request.n
+        ]
         patches = [
             to_patch(case, t, request, log_score(t, beta is not None), None) for case, t in merged
         ]
@@ -148,7 +146,7 @@ class Random(SingleMapStrategy):
     power = True
     code = CODE_RANDOM
 
-    def source(self, case: str, scores: ScoreSet) -> Any:
+    def source(self, case: str, scores: ScoreSet) -> ScoreSource:
         # A constant map: every box mean is 1, so the key is the Gumbel draw alone. A
         # broadcast view costs no memory.
         return np.broadcast_to(np.ones((), dtype=np.float16), scores.shape)
@@ -197,9 +195,7 @@ class SoftrankBALD(Strategy):
             source = scores[case].mutual_information
             if source is None:
                 raise InvalidScoresError(f"softrank-bald needs the mutual information of {case!r}")
-            means.append(
-                np.asarray(_native.box_means(source, request.patch_size, request.stride)).ravel()
-            )
+            means.append(box_means(source, request.patch_size, request.stride).ravel())
         sizes = [m.size for m in means]
         all_means = np.concatenate(means)
         case_rank = np.repeat(np.arange(len(cases)), sizes)
@@ -217,7 +213,7 @@ class SoftrankBALD(Strategy):
         keys = -np.log(rank) + gumbel / beta
         del rank, gumbel
         taken = _global_greedy(keys, all_means, case_rank, index, cases, scores, request)
-        patches = [to_patch(case, t, request, t[7], None) for case, t in taken]
+        patches = [to_patch(case, t, request, t.key, None) for case, t in taken]
         return QueryResult(patches, beta, None, 0, request.n - len(patches))
 
 
@@ -276,7 +272,7 @@ def _global_greedy(
                 continue
             boxes[case].append(box)
             count[case] += 1
-            taken.append((case, (*box, float(means[i]), float(keys[i]))))  # type: ignore[arg-type]
+            taken.append((case, Taken(box[:3], box[3:], k, float(means[i]), float(keys[i]))))
             if len(taken) == request.n:
                 break
     return taken

@@ -18,24 +18,14 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from clasp_rs._engine import MapJob, Noise, ScoreSource, Taken, VolumeJob, merge_best_first, select
 from clasp_rs.exceptions import InvalidScoresError
 from clasp_rs.patches import Box
-from clasp_rs.strategies.base import (
-    CaseSelection,
-    EngineFill,
-    FillProvider,
-    QueryRequest,
-    QueryResult,
-    ScoreSet,
-    Strategy,
-    Taken,
-    log_score,
-    merge_best_first,
-    run_engine,
-    to_patch,
-)
+from clasp_rs.strategies.base import Strategy, log_score, to_patch
 from clasp_rs.strategies.budget import as_fraction, beta_schedule, split_quotas, volume_caps
+from clasp_rs.strategies.fill import EngineFill, FillProvider, NoiseOf
 from clasp_rs.strategies.streams import CODE_STRATA_ORDER, order_by_draws, stream
+from clasp_rs.strategies.types import CaseSelection, QueryRequest, QueryResult, ScoreSet
 
 __all__ = ["ClaPE", "ClapPE", "ClaspPE"]
 
@@ -124,11 +114,11 @@ class ClaspPE(Strategy):
             return strata
         return order_by_draws(strata, self.seed, case, loop, CODE_STRATA_ORDER)
 
-    def noise_for(self, request: QueryRequest) -> Any:
+    def noise_for(self, request: QueryRequest) -> NoiseOf:
         """``noise_of(case, stratum)``: the engine noise tuple of a map, or None."""
         beta = self.beta(request.loop)
 
-        def noise_of(case: str, stratum: int) -> tuple[float, int, int] | None:
+        def noise_of(case: str, stratum: int) -> Noise | None:
             if beta is None:
                 return None
             return (beta, self.seed, stream(case, request.loop, stratum))
@@ -154,6 +144,13 @@ class ClaspPE(Strategy):
                 raise InvalidScoresError(f"case {case!r} has no entropy map u")
         return distinct[0] if distinct else 0
 
+    @staticmethod
+    def _entropy(scores: Mapping[str, ScoreSet], case: str) -> ScoreSource:
+        entropy = scores[case].entropy
+        if entropy is None:
+            raise InvalidScoresError(f"case {case!r} has no entropy map u")
+        return entropy
+
     # -- phase 1 -------------------------------------------------------------------------------
 
     def select_local(
@@ -167,20 +164,19 @@ class ClaspPE(Strategy):
         noise_of = self.noise_for(request)
         orders = {case: self.strata_order(case, n_fg, request.loop) for case in cases}
 
-        def source(case: str, stratum: int) -> Any:
-            s = scores[case]
-            return s.entropy if stratum == -1 else s.classes[stratum - 1]
+        def source(case: str, stratum: int) -> ScoreSource:
+            if stratum == -1:
+                return self._entropy(scores, case)
+            return scores[case].classes[stratum - 1]
 
         jobs = [
-            (
-                [source(case, s) for s in orders[case]],
-                [caps[s] for s in orders[case]],
-                [noise_of(case, s) for s in orders[case]],
+            VolumeJob(
+                [MapJob(source(case, s), caps[s], noise_of(case, s)) for s in orders[case]],
                 request.boxes(case),
             )
             for case in cases
         ]
-        result = run_engine(jobs, request)
+        result = select(jobs, request.patch_size, request.stride)
         local = {
             case: CaseSelection(scores[case].shape, dict(zip(orders[case], taken, strict=True)))
             for case, taken in zip(cases, result, strict=True)
@@ -210,15 +206,14 @@ class ClaspPE(Strategy):
         noise_of = self.noise_for(request)
         cases = sorted(local)
         jobs = [
-            (
-                [scores[case].entropy],
-                [deficit],
-                [noise_of(case, -1)],
-                request.boxes(case) + [t[:6] for t in local[case].taken()],
+            VolumeJob(
+                [MapJob(self._entropy(scores, case), deficit, noise_of(case, -1))],
+                request.boxes(case) + [t.box for t in local[case].taken()],
             )
             for case in cases
         ]
-        for case, maps in zip(cases, run_engine(jobs, request), strict=True):
+        result = select(jobs, request.patch_size, request.stride)
+        for case, maps in zip(cases, result, strict=True):
             entropy = scores[case].entropy
             local[case].fill = maps[0]
             local[case].fill_quota = deficit
@@ -244,18 +239,15 @@ class ClaspPE(Strategy):
             quotas = self.quotas(request.n, max(n_fg, 1), request.loop) if n_fg else None
             return QueryResult([], beta, quotas, 0, request.n)
         quotas = self.quotas(request.n, n_fg, request.loop)
-        shapes = {case: sel.shape for case, sel in local.items()}
         strata = [*range(1, n_fg + 1), -1]
 
         kept: dict[int, list[tuple[str, Taken]]] = {}
         kept_boxes: dict[str, list[Box]] = defaultdict(list)
         for s in strata:
-            merged = merge_best_first(
-                {case: sel.strata.get(s, []) for case, sel in local.items()}, shapes, request
-            )
+            merged = merge_best_first({case: sel.strata.get(s, []) for case, sel in local.items()})
             kept[s] = merged[: quotas[s]]
             for case, t in kept[s]:
-                kept_boxes[case].append(t[:6])  # type: ignore[arg-type]
+                kept_boxes[case].append(t.box)
 
         shortfall = sum(quotas[s] - len(kept[s]) for s in strata)
         if shortfall > 0:
@@ -266,8 +258,8 @@ class ClaspPE(Strategy):
                 for case, sel in local.items()
             }
             sequences = fill.fill(shortfall, kept_boxes, released)
-            filled = merge_best_first(sequences, shapes, request)[:shortfall]
-            kept[-1] = merge_best_first(_regroup(kept[-1] + filled), shapes, request)
+            filled = merge_best_first(sequences)[:shortfall]
+            kept[-1] = merge_best_first(_regroup(kept[-1] + filled))
 
         noised = beta is not None
         patches = [

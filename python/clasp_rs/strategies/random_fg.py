@@ -1,5 +1,9 @@
-"""Strategies that look at ground-truth labels (simulation only): Random 33 % / 66 % FG and
-the starting budget.
+"""Strategies that look at ground-truth labels (simulation only): Random 33 % / 66 % FG, and
+the voxel queues the loop's starting budget (:mod:`clasp_rs.loop.starting_budget`) shares.
+
+They satisfy :class:`~clasp_rs.strategies.base.QueryStrategy` and query labels
+(:meth:`RandomFG.query_labels`) instead of score maps, so they are not
+:class:`~clasp_rs.strategies.base.Strategy` subclasses.
 
 A patch "centred on" voxel ``v`` starts at ``v - size // 2``, moved inside the volume (the
 size clipped to the volume on each axis); such patches are not restricted to the stride grid.
@@ -14,30 +18,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
+from clasp_rs.exceptions import InvalidScoresError
 from clasp_rs.patches import Box, Patch
-from clasp_rs.strategies.base import (
-    CaseSelection,
-    FillProvider,
-    NotShardableError,
-    QueryRequest,
-    QueryResult,
-    ScoreSet,
-    Strategy,
-)
+from clasp_rs.strategies.base import SeededStrategy
 from clasp_rs.strategies.baselines import Random
 from clasp_rs.strategies.budget import as_fraction, floor_share
-from clasp_rs.strategies.streams import (
-    CODE_FG_CLASS,
-    CODE_RANDOM,
-    START_OFFSET,
-    code_fg_voxels,
-    code_start_case,
-    code_start_voxels,
-    draws,
-)
+from clasp_rs.strategies.streams import CODE_FG_CLASS, CODE_RANDOM, code_fg_voxels, draws
+from clasp_rs.strategies.types import QueryRequest, QueryResult, ScoreSet
 
-__all__ = ["RandomFG", "RandomFG33", "RandomFG66", "starting_budget"]
+__all__ = [
+    "LabelSource",
+    "RandomFG",
+    "RandomFG33",
+    "RandomFG66",
+    "VoxelQueue",
+    "load_labels",
+    "random_fg_patches",
+]
 
 LabelSource = Any
 """A ``(Z, Y, X)`` integer label array, or the path of a ``.npy`` file of one."""
@@ -46,7 +43,14 @@ LabelSource = Any
 _VOXEL_BATCH = 4096
 
 
-def _load_labels(labels: Mapping[str, LabelSource]) -> dict[str, np.ndarray]:
+def load_labels(labels: Mapping[str, LabelSource]) -> dict[str, np.ndarray]:
+    """The integer ``(Z, Y, X)`` label arrays of ``labels`` (``.npy`` paths memory-mapped),
+    in sorted case order.
+
+    Raises:
+        ValueError: not a non-empty mapping.
+        InvalidScoresError: an array that is not integer and 3-D.
+    """
     if not isinstance(labels, Mapping) or not labels:
         raise ValueError("labels must be a non-empty dict case name -> (Z, Y, X) label array")
     out = {}
@@ -96,7 +100,7 @@ def _free(boxes: np.ndarray, blockers: list[Box]) -> np.ndarray:
     return ~hit.any(axis=1)
 
 
-class _VoxelQueue:
+class VoxelQueue:
     """Voxels of one label over the given cases in a seeded random order (higher draw
     first; ties: earlier case, lower flat index), consumed front to back."""
 
@@ -191,7 +195,7 @@ def random_fg_patches(
     }
     fg = _foreground_classes(labels, classes, ignore_label)
     target = floor_share(share, n)
-    queues: dict[int, _VoxelQueue] = {}
+    queues: dict[int, VoxelQueue] = {}
     active = list(fg)
     patches: list[Patch] = []
     attempt = 0
@@ -207,7 +211,7 @@ def random_fg_patches(
         # Gumbel-max over the classes that still have room: a uniform choice among them.
         c = max(active, key=lambda label: (g[fg.index(label)], -label))
         if c not in queues:
-            queues[c] = _VoxelQueue(
+            queues[c] = VoxelQueue(
                 labels, cases, c, seed=seed, loop=request.loop, code=code_fg_voxels(c) + offset
             )
         found = queues[c].next_free(labels, request.patch_size, blockers)
@@ -238,7 +242,7 @@ def random_fg_patches(
     return patches
 
 
-class RandomFG(Strategy):
+class RandomFG(SeededStrategy):
     """Random ``share`` FG: ``floor(share n)`` patches centred on ground-truth foreground
     voxels of random classes (each pick: a class drawn uniformly among those whose voxels
     still have room, then its next voxel in a seeded random order over all cases whose
@@ -257,7 +261,7 @@ class RandomFG(Strategy):
         super().__init__(seed=seed, n_loops=n_loops)
         self._share = as_fraction(self.share, "share")
 
-    def query(  # type: ignore[override]
+    def query(
         self,
         volumes: Mapping[str, Any] | None,
         n: int,
@@ -275,11 +279,12 @@ class RandomFG(Strategy):
     ) -> list[Patch]:
         """Query ``n`` patches; ``volumes`` is only checked to name the same cases as
         ``labels`` (it may be None). ``classes``: the foreground labels to draw from
-        (default: every positive value in ``labels`` except ``ignore_label``)."""
+        (default: every positive value in ``labels`` except ``ignore_label``). ``device``
+        and ``workdir`` are accepted for the signature of map strategies and unused."""
         request = QueryRequest.build(
             n, loop, patch_size, stride=stride, per_volume=per_volume, annotated=annotated
         )
-        arrays = _load_labels(labels)
+        arrays = load_labels(labels)
         if volumes is not None and set(volumes) != set(arrays):
             missing = sorted(set(volumes) - set(arrays))
             extra = sorted(set(arrays) - set(volumes))
@@ -287,8 +292,21 @@ class RandomFG(Strategy):
                 f"labels and volumes must name the same cases; labels lack {missing}, "
                 f"have extra {extra}"
             )
-        return random_fg_patches(
-            arrays,
+        return self.query_labels(
+            arrays, request, classes=classes, ignore_label=ignore_label
+        ).patches
+
+    def query_labels(
+        self,
+        labels: Mapping[str, LabelSource],
+        request: QueryRequest,
+        *,
+        classes: Iterable[int] | None = None,
+        ignore_label: int | None = None,
+    ) -> QueryResult:
+        """The query over the ground truth ``labels`` (case -> ``(Z, Y, X)`` integers)."""
+        patches = random_fg_patches(
+            load_labels(labels),
             request.n,
             request,
             share=self._share,
@@ -296,25 +314,7 @@ class RandomFG(Strategy):
             classes=classes,
             ignore_label=ignore_label,
         )
-
-    def select_local(
-        self, scores: Mapping[str, ScoreSet], request: QueryRequest, *, partial: bool
-    ) -> dict[str, CaseSelection]:
-        raise NotShardableError(f"{self.name} needs ground-truth labels: use query(labels=...)")
-
-    def combine(
-        self,
-        local: Mapping[str, CaseSelection],
-        request: QueryRequest,
-        fill: FillProvider | None,
-    ) -> QueryResult:
-        raise NotShardableError(f"{self.name} needs ground-truth labels: use query(labels=...)")
-
-    def query_scores(self, scores: Mapping[str, ScoreSet], request: QueryRequest) -> QueryResult:
-        raise NotShardableError(
-            f"{self.name} centres patches on ground-truth foreground and needs the labels "
-            "(simulation only); call query(..., labels=...)"
-        )
+        return QueryResult(patches, beta=None)
 
 
 class RandomFG33(RandomFG):
@@ -329,100 +329,3 @@ class RandomFG66(RandomFG):
 
     name = "random-fg66"
     share = 0.66
-
-
-def starting_budget(
-    labels: Mapping[str, LabelSource],
-    budget: int,
-    patch_size: Sequence[int],
-    *,
-    seed: int = 0,
-    stride: int | Sequence[int] = 1,
-    classes: Iterable[int] | None = None,
-    ignore_label: int | None = None,
-    annotated: Mapping[str, Iterable[Any]] | None = None,
-    files: Mapping[str, str] | None = None,
-) -> list[Patch]:
-    """The starting budget (``loop_000.json``): two patches centred on voxels of every label,
-    background included, each of the two in a different case, then Random 33 % FG up to
-    ``budget`` patches.
-
-    For each label in ascending order the cases containing it are visited in a seeded random
-    order; in each, the patch is centred on the first voxel of the label (seeded random
-    order) whose patch overlaps nothing chosen so far, until two cases have one. A label
-    found in one case only gets one patch there. The label patches carry the label as
-    ``Patch.stratum``.
-
-    Args:
-        labels: case name -> integer ``(Z, Y, X)`` ground truth (array or ``.npy`` path).
-        budget: patches in total.
-        patch_size: ``(dz, dy, dx)``, clipped to each volume.
-        seed: seed of every draw.
-        stride: grid of the random part.
-        classes: all label values, background included (default: every value found in
-            ``labels`` except ``ignore_label``).
-        ignore_label: value that is not a class.
-        annotated: case name -> patches to avoid.
-        files: case name -> ``Patch.file`` (default: the case name).
-
-    Raises:
-        InvalidPatchError: ``budget`` is smaller than the label patches it must hold.
-    """
-    arrays = _load_labels(labels)
-    request = QueryRequest.build(
-        budget, 0, patch_size, stride=stride, annotated=annotated, files=files
-    )
-    cases = sorted(arrays)
-    if classes is None:
-        seen: set[int] = set()
-        for array in arrays.values():
-            seen.update(int(v) for v in np.unique(array))
-        values = sorted(v for v in seen if v != ignore_label)
-    else:
-        values = sorted({int(c) for c in classes if int(c) != ignore_label})
-    present = {
-        value: [case for case in cases if bool(np.any(np.asarray(arrays[case]) == value))]
-        for value in values
-    }
-    needed = sum(min(2, len(with_value)) for with_value in present.values())
-    if request.n < needed:
-        raise InvalidPatchError(
-            f"starting budget {request.n} is smaller than the {needed} patches it needs (two "
-            f"per label, in different cases, for labels {values})"
-        )
-    blockers: dict[str, list[Box]] = {case: request.boxes(case) for case in cases}
-    chosen: dict[str, list[Box]] = {case: [] for case in cases}
-    patches: list[Patch] = []
-    for value in values:
-        with_value = present[value]
-        case_draws = {
-            case: float(draws(seed, case, 0, code_start_case(value), [0])[0]) for case in with_value
-        }
-        placed = 0
-        for case in sorted(with_value, key=lambda c: (-case_draws[c], c)):
-            if placed == 2:
-                break
-            queue = _VoxelQueue(
-                arrays, [case], value, seed=seed, loop=0, code=code_start_voxels(value)
-            )
-            found = queue.next_free(arrays, request.patch_size, blockers)
-            if found is None:
-                continue
-            _, box = found
-            blockers[case].append(box)
-            chosen[case].append(box)
-            patches.append(Patch(request.file(case), box[:3], box[3:], stratum=value))
-            placed += 1
-    fg_classes = [v for v in values if v > 0]
-    patches += random_fg_patches(
-        arrays,
-        request.n - len(patches),
-        request,
-        share=Fraction(33, 100),
-        seed=seed,
-        classes=fg_classes,
-        ignore_label=ignore_label,
-        offset=START_OFFSET,
-        extra_blockers=chosen,
-    )
-    return patches

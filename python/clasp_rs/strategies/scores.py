@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from clasp_rs.exceptions import InvalidProbabilitiesError
-from clasp_rs.strategies.base import ScoreSet
+from clasp_rs.strategies.types import MAP_NEEDS, ScoreSet
 
 __all__ = ["compute_score_sets", "score_set_for_case", "source_shape"]
 
@@ -96,8 +96,7 @@ def score_set_for_case(
         dtype: ``.npy`` dtype in ``workdir``, ``"float32"`` or ``"float16"``.
     """
     case = _check_case(case)
-    wants_maps = needs & {"classes", "entropy", "mutual_information"}
-    if not wants_maps:
+    if not needs & MAP_NEEDS:
         shape = source_shape(source)
         if len(shape) not in (4, 5):
             raise InvalidProbabilitiesError(

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from clasp_rs import _clasp_rs as _native
+from clasp_rs import _engine
 
 __all__ = [
     "CODE_ENTROPY",
@@ -81,14 +81,12 @@ def code_start_case(label: int) -> int:
 
 def stream(case: str, loop: int, code: int) -> int:
     """The 64-bit stream key of ``(case, loop, code)``."""
-    return int(_native.stream_id(case, loop, code))
+    return _engine.stream_id(case, loop, code)
 
 
 def draws(seed: int, case: str, loop: int, code: int, counters: npt.ArrayLike) -> np.ndarray:
     """float64 Gumbel(0, 1) draws for ``counters`` (any shape of non-negative integers)."""
-    c = np.asarray(counters, dtype=np.uint64)
-    out = _native.gumbel(seed, stream(case, loop, code), c.reshape(-1))
-    return np.asarray(out, dtype=np.float64).reshape(c.shape)
+    return _engine.gumbel(seed, stream(case, loop, code), counters)
 
 
 def order_by_draws(items: Sequence[int], seed: int, case: str, loop: int, code: int) -> list[int]:
