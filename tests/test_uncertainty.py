@@ -617,7 +617,7 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"
 import numpy as np, torch
 from clasp_rs import uncertainty as unc, _triton_kernels as tk
-from clasp_rs._fold_readers import open_fold
+from clasp_rs.io.folds import open_fold
 
 rng = np.random.default_rng(0)
 M, C, shape = 3, 4, (5, 6, 7)

@@ -31,14 +31,10 @@ from typing import Any, Protocol
 
 from clasp_rs._engine import __version__
 from clasp_rs.exceptions import InvalidProbabilitiesError, LoopFileError
+from clasp_rs.io.dataset_json import DatasetInfo, read_dataset_json
 from clasp_rs.io.parts import Part, annotated_digest, read_part, write_part
+from clasp_rs.io.probabilities import ProbabilityExport, discover_probabilities
 from clasp_rs.patches import Box, Patch, case_id, read_loop_file, write_loop_file
-from clasp_rs.probabilities import (
-    DatasetInfo,
-    ProbabilityExport,
-    discover_probabilities,
-    read_dataset_json,
-)
 from clasp_rs.strategies import get_strategy
 from clasp_rs.strategies.base import Strategy
 from clasp_rs.strategies.fill import RecordedFill
@@ -237,7 +233,7 @@ def open_export_query(
     )
     strategy.check_loop(request.loop)
     if strategy.needs_maps:
-        from clasp_rs.uncertainty import resolve_device
+        from clasp_rs.devices import resolve_device
 
         resolve_device(device)
     return ExportQuery(strategy, dataset, export, request)

@@ -38,9 +38,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from clasp_rs._atomic import atomic_path
-from clasp_rs._fold_readers import PROBABILITIES_KEY, FoldReader, open_fold, split_folds
 from clasp_rs._optional import import_torch, torch_or_none
+from clasp_rs.devices import TorchlessCpu, maps_device, resolve_device
 from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidScoresError
+from clasp_rs.io.folds import FoldReader, open_fold, split_folds
+from clasp_rs.io.probabilities import PROBABILITIES_KEY
 
 if TYPE_CHECKING:
     import torch
@@ -75,61 +77,6 @@ _GPU_SLAB_ELEMENTS = 1 << 26
 _TINY = float(np.finfo(np.float32).tiny)
 
 CpuKernels = Literal["numpy", "torch"]
-
-
-@dataclass(frozen=True)
-class TorchlessCpu:
-    """The CPU when torch is not installed: the numpy kernels need nothing else, so CPU users
-    do not have to install torch (several GB) to compute maps."""
-
-    type: str = "cpu"
-
-    def __str__(self) -> str:
-        return "cpu"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device | TorchlessCpu:
-    """Turn a device request into a ``torch.device``.
-
-    Args:
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
-            ``"cuda:N"``, or a ``torch.device``.
-
-    Returns:
-        The device to compute on; :class:`TorchlessCpu` for ``"auto"``/``"cpu"`` when torch
-        is not installed.
-
-    Raises:
-        ImportError: CUDA was requested and torch is not installed (names the extra).
-        RuntimeError: CUDA was requested but torch sees no (such) CUDA device.
-        ValueError: the request is not a device this module supports.
-    """
-    if isinstance(device, str) and device in ("auto", "cpu") and torch_or_none() is None:
-        return TorchlessCpu()
-    torch = import_torch()
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from err
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device {str(device)!r} requested but torch sees no CUDA device (torch "
-                f"{torch.__version__}, CUDA build {torch.version.cuda}); use device='cpu' or "
-                "'auto'"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA "
-                "device(s) are visible"
-            )
-    elif resolved.type != "cpu":
-        raise ValueError(f"unsupported device {str(device)!r}: expected 'auto', 'cpu' or 'cuda'")
-    return resolved
 
 
 @dataclass(frozen=True)
@@ -548,7 +495,7 @@ class FoldAccumulator:
             raise ValueError(f"chunk_z must be >= 1, got {chunk_z}")
         if cpu_kernels not in ("numpy", "torch"):
             raise ValueError(f"cpu_kernels must be 'numpy' or 'torch', got {cpu_kernels!r}")
-        self.device = resolve_device(device)
+        self.device = maps_device(device)
         if isinstance(self.device, TorchlessCpu) and cpu_kernels == "torch":
             import_torch()  # raises, naming the extra to install
         self.logits = logits

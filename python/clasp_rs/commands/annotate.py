@@ -23,7 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("experiment", metavar="EXPERIMENT", help="folder made by clasp-rs init")
     parser.add_argument("--labels", required=True, metavar="DIR", help="the human's label files")
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="for the continued run"
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="for the continued run",
     )
     parser.add_argument(
         "--no-continue", action="store_true", help="only apply the labels; do not continue the run"

@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--configuration", default=None, help="nnU-Net configuration (default 3d_fullres)"
     )
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto"
+        "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto"
     )
     parser.add_argument(
         "--simulate",

@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 from rich.console import Console
 
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.annotation import (
     apply_patches,
     foreground_counts,
@@ -39,9 +37,9 @@ from clasp_rs.loop.annotation import (
     patches_by_case,
 )
 from clasp_rs.loop.experiment import Experiment, load_experiment
-from clasp_rs.loop.jsonfile import read_json, write_json
 from clasp_rs.loop.state import RunState, StepHooks, load_state, step_key
 from clasp_rs.loop.volumes import read_label, write_label_like
+from clasp_rs.nnunet._runtime import nnunet_warnings
 from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths
 from clasp_rs.patches import Patch, read_loop_file, read_loop_meta
 
@@ -155,31 +153,6 @@ def _check_settings(settings: dict[str, Any], exp: Experiment, options: RunOptio
     return strategy
 
 
-# Packages whose own warnings (deprecated torch APIs, "No annotated pixels in image!" for a
-# case whose labels are all ignore, NaN pseudo-Dice of a class absent from a validation
-# batch, ...) describe nnU-Net's internals, not the run.
-_NNUNET_MODULES = (
-    "nnunetv2",
-    "torch",
-    "batchgenerators",
-    "batchgeneratorsv2",
-    "dynamic_network_architectures",
-    "acvl_utils",
-    "blosc2",
-)
-
-
-@contextmanager
-def _nnunet_warnings() -> Iterator[None]:
-    """Inside nnU-Net calls, warnings raised from nnU-Net and its libraries are shown once
-    instead of being raised as errors (as ``filterwarnings = error`` would); warnings from
-    anything else, clasp-rs included, are untouched."""
-    with warnings.catch_warnings():
-        for module in _NNUNET_MODULES:
-            warnings.filterwarnings("default", module=rf"{module}(\.|$)")
-        yield
-
-
 def run_experiment(
     experiment: str | Path,
     options: RunOptions,
@@ -207,12 +180,13 @@ def run_experiment(
             f"{done[-1] if done else 'query'}); "
             "continue it with clasp-rs run --resume"
         )
-    from clasp_rs.nnunet._runtime import nnunet_ready, resolve_device
+    from clasp_rs.devices import resolve_torch_device
+    from clasp_rs.nnunet._runtime import nnunet_ready
     from clasp_rs.nnunet.training import resolve_trainer
 
     nnunet_ready()
     resolve_trainer(settings["trainer"])
-    resolve_device(None if options.device == "auto" else options.device)
+    resolve_torch_device(options.device)
     if not (paths.raw / exp.dataset_name / "dataset.json").is_file():
         raise DatasetError(
             f"the experiment's nnU-Net dataset {paths.raw / exp.dataset_name} is missing: is "
@@ -305,7 +279,7 @@ class _Loop:
     def plan(self) -> dict[str, Any]:
         from clasp_rs.nnunet.planning import plan_experiment, preprocess
 
-        with _nnunet_warnings():
+        with nnunet_warnings():
             identifier = plan_experiment(self.exp.dataset_id, verify=True, num_processes=1)
             cases = preprocess(
                 self.exp.dataset_id, self.settings["configuration"], plans=identifier
@@ -320,7 +294,7 @@ class _Loop:
         from clasp_rs.nnunet.planning import preprocess
 
         changed = sorted(patches_by_case(read_loop_file(self.exp.loop_file(loop))))
-        with _nnunet_warnings():
+        with nnunet_warnings():
             if changed:
                 preprocess(self.exp.dataset_id, self.settings["configuration"], cases=changed)
         write_json(
@@ -343,7 +317,7 @@ class _Loop:
         shutil.rmtree(results / f"fold_{fold}", ignore_errors=True)
         shutil.rmtree(target, ignore_errors=True)
         start = time.perf_counter()
-        with _nnunet_warnings():
+        with nnunet_warnings():
             trained = train_fold(
                 self.exp.dataset_id,
                 fold,
@@ -364,7 +338,7 @@ class _Loop:
         from clasp_rs.nnunet.prediction import predict_probabilities
 
         out = self.exp.loop_folder(loop) / "test_probabilities"
-        with _nnunet_warnings():
+        with nnunet_warnings():
             files = predict_probabilities(
                 self.model_dir(loop),
                 self.dataset / "imagesTs",
@@ -420,7 +394,7 @@ class _Loop:
 
         out = out or self.exp.loop_folder(loop) / "pool_probabilities"
         cases = self.unlabelled_pool(loop)
-        with _nnunet_warnings():
+        with nnunet_warnings():
             done = predict_probabilities(
                 self.model_dir(loop),
                 self.dataset / "imagesTr",

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clasp_rs.devices import MAPS_ON_CPU
+from clasp_rs.io.dataset_json import read_dataset_json
 from clasp_rs.loop.annotation import patches_by_case
 from clasp_rs.loop.volumes import image_shape, read_label
 from clasp_rs.nnunet._runtime import nnunet_warnings
 from clasp_rs.patches import Patch, write_loop_file
-from clasp_rs.probabilities import read_dataset_json
 from clasp_rs.query import (
     Stages,
     merge_parts,
@@ -87,6 +88,8 @@ def query_loop(run: Any, loop: int, target: Path) -> int:
     exp, strategy = run.exp, run.strategy
     cases = run.unlabelled_pool(loop)
     if strategy.needs_maps:
+        if str(run.options.device).startswith("mps"):
+            run.console.print(MAPS_ON_CPU)
         parts = complete_parts(run, loop)
         if parts is not None:
             start = time.perf_counter()

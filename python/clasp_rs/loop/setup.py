@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from clasp_rs.exceptions import DatasetError, InvalidPatchError
+from clasp_rs.io.dataset_json import load_dataset_json, read_dataset_json, write_dataset_json
+from clasp_rs.io.json_files import write_json
 from clasp_rs.loop.annotation import partial_labels
 from clasp_rs.loop.autosize import auto_budget, auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import EXPERIMENT_FILE, Experiment
-from clasp_rs.loop.jsonfile import read_json, write_json
 from clasp_rs.loop.split import split_cases
 from clasp_rs.loop.volumes import (
     SUPPORTED_ENDINGS,
@@ -32,7 +33,6 @@ from clasp_rs.loop.volumes import (
 )
 from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths, raw_dataset_folder
 from clasp_rs.patches import write_loop_file
-from clasp_rs.probabilities import read_dataset_json
 
 __all__ = ["SourceDataset", "check_source", "init_experiment", "next_dataset_id"]
 
@@ -83,7 +83,7 @@ def check_source(folder: Path) -> SourceDataset:
             labelsTr, label files with another ending than dataset.json's, missing images.
     """
     info = read_dataset_json(folder / "dataset.json")
-    doc = read_json(folder / "dataset.json", "dataset.json")
+    doc = load_dataset_json(folder / "dataset.json")
     if info.ignore_label is not None:
         raise DatasetError(
             f"{folder / 'dataset.json'} already has an 'ignore' label ({info.ignore_label}); "
@@ -371,7 +371,7 @@ def init_experiment(
             "numTraining": len(pool),
             "file_ending": ending,
         }
-        write_json(tmp_data / "dataset.json", dataset_json)
+        write_dataset_json(tmp_data / "dataset.json", dataset_json)
         write_json(tmp_root / EXPERIMENT_FILE, exp.to_json())
         from clasp_rs import __version__
 

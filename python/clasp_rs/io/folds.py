@@ -3,7 +3,8 @@
 A fold is a ``(C, Z, Y, X)`` array: a numpy array, a torch tensor (any device), a C-order
 ``.npy`` file (read slab by slab with ``preadv``, never memory-mapped, so the process holds
 only the slab) or an nnU-Net ``<case>.npz`` export (key ``probabilities``; a compressed
-archive cannot be read in slabs, so it is decompressed one fold at a time).
+archive cannot be read in slabs, so it is decompressed one fold at a time). Headers are read
+by :mod:`clasp_rs.io.probabilities`.
 
 Used by :mod:`clasp_rs.uncertainty`; torch is imported only for tensor sources.
 """
@@ -19,11 +20,9 @@ from typing import Any
 import numpy as np
 
 from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.io.probabilities import PROBABILITIES_KEY, npy_file_header
 
-__all__ = ["PROBABILITIES_KEY", "FoldReader", "open_fold", "split_folds"]
-
-#: Key of the probability array inside an nnU-Net ``<case>.npz`` export.
-PROBABILITIES_KEY = "probabilities"
+__all__ = ["FoldReader", "open_fold", "split_folds"]
 
 _FLOAT_NAMES = ("float16", "float32", "float64")
 _EXPECTED_DTYPE = "expected float16, float32 or float64 probabilities (or logits)"
@@ -111,18 +110,8 @@ class _NpyFileReader(FoldReader):
             self._fallback = _ArrayReader(np.load(path, mmap_mode="r"), label)
 
     def _read_header(self, path: Path) -> None:
-        try:
-            version = np.lib.format.read_magic(self._file)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._file)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._file)
-        except ValueError as err:
-            raise NpyFormatError(f"{self.label}: not a readable .npy file: {err}") from err
+        self.shape, self.fortran_order, self.dtype = npy_file_header(self._file, self.label)
         self._offset = self._file.tell()
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        self.fortran_order = bool(fortran)
         if self.dtype.name not in _FLOAT_NAMES:
             raise InvalidProbabilitiesError(f"{self.label}: dtype {self.dtype}; {_EXPECTED_DTYPE}")
         expected = self._offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize

@@ -1,4 +1,5 @@
-"""Find and check nnU-Net probability exports before any long work starts.
+"""nnU-Net probability exports: finding and checking them, reading array headers, and reading
+folds in Z slabs.
 
 An export folder holds ``<case>.npz`` files (``nnUNetv2_predict --save_probabilities``;
 array ``probabilities`` of shape ``(C, Z, Y, X)``), either directly (one averaged folder) or
@@ -9,110 +10,63 @@ nnU-Net writes next to them (``.pkl``, segmentations) are ignored.
 each, nothing decompressed beyond them) and checks that every fold has the same cases with
 the same shapes, that the arrays are 4-D floating point, and that the channel count matches
 the dataset's labels. Whether the values form a distribution is checked as each case is
-read (:class:`clasp_rs.uncertainty.FoldAccumulator`).
+read (:class:`clasp_rs.uncertainty.FoldAccumulator`), through the fold readers of
+:mod:`clasp_rs.io.folds`, which read headers with this module's :func:`npy_file_header`.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from clasp_rs.exceptions import DatasetError, InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
 
 __all__ = [
-    "DatasetInfo",
+    "PROBABILITIES_KEY",
     "ProbabilityExport",
     "discover_probabilities",
+    "npy_file_header",
     "npz_array_header",
-    "read_dataset_json",
+    "source_shape",
 ]
 
+#: Key of the probability array inside an nnU-Net ``<case>.npz`` export.
+PROBABILITIES_KEY = "probabilities"
+
 _FOLD_DIR = re.compile(r"^fold_(\d+)$")
-_ARRAY_MEMBER = "probabilities.npy"
+_ARRAY_MEMBER = f"{PROBABILITIES_KEY}.npy"
+
+# -- array headers ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What clasp-rs needs from an nnU-Net ``dataset.json``.
-
-    Attributes:
-        path: the file.
-        labels: class name -> label value, background included, ``ignore`` excluded.
-        n_classes: number of probability channels ``C`` (labels without ``ignore``).
-        ignore_label: value of the ``ignore`` label, or None.
-        file_ending: image file ending, e.g. ``".nii.gz"``.
-    """
-
-    path: Path
-    labels: dict[str, int]
-    n_classes: int
-    ignore_label: int | None
-    file_ending: str
-
-    def file_of(self, case: str) -> str:
-        """The image file name of ``case``: ``<case><file_ending>``."""
-        return f"{case}{self.file_ending}"
+def _read_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
 
 
-def read_dataset_json(path: str | os.PathLike[str]) -> DatasetInfo:
-    """Read and check an nnU-Net v2 ``dataset.json``.
-
-    Labels must be integers ``0 .. C-1`` (background 0), optionally plus ``ignore`` as the
-    highest value; region-based labels (lists of values) are not supported.
+def npy_file_header(handle: IO[bytes], label: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open at its start in ``handle``
+    (left at the first data byte); ``label`` names it in errors.
 
     Raises:
-        FileNotFoundError: no such file.
-        DatasetError: not JSON, no ``labels``, labels that are not consecutive integers, or
-            a ``file_ending`` that is not a string.
+        NpyFormatError: not a readable ``.npy`` header.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(errno.ENOENT, "dataset.json not found", str(file))
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{file}: not valid JSON ({err})") from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"{file}: expected a JSON object")
-    raw = doc.get("labels")
-    if not isinstance(raw, dict) or not raw:
-        raise DatasetError(f'{file}: no "labels" (expected e.g. {{"background": 0, "liver": 1}})')
-    labels: dict[str, int] = {}
-    ignore: int | None = None
-    for name, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DatasetError(
-                f"{file}: label {name!r} has value {value!r}; expected an integer "
-                "(region-based labels are not supported)"
-            )
-        if name == "ignore":
-            ignore = value
-        else:
-            labels[str(name)] = value
-    values = sorted(labels.values())
-    if values != list(range(len(values))):
-        raise DatasetError(
-            f"{file}: label values {values} must be 0 .. {len(values) - 1} (background 0, "
-            "consecutive, ignore excluded)"
-        )
-    if len(values) < 2:
-        raise DatasetError(f"{file}: needs background and at least one foreground label")
-    if ignore is not None and ignore != len(values):
-        raise DatasetError(
-            f"{file}: the ignore label must be the highest value {len(values)}, got {ignore}"
-        )
-    ending = doc.get("file_ending", ".nii.gz")
-    if not isinstance(ending, str) or not ending:
-        raise DatasetError(f'{file}: "file_ending" must be a string such as ".nii.gz"')
-    return DatasetInfo(file, labels, len(values), ignore, ending)
+        return _read_header(handle)
+    except ValueError as err:
+        raise NpyFormatError(f"{label}: not a readable .npy file: {err}") from err
 
 
 def npz_array_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype[Any]]:
@@ -134,16 +88,45 @@ def npz_array_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.
                     "export (--save_probabilities) of shape (C, Z, Y, X)"
                 )
             with archive.open(_ARRAY_MEMBER) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                shape, _, dtype = _read_header(f)
     except (zipfile.BadZipFile, EOFError) as err:
         raise NpyFormatError(f"{file}: not a readable .npz archive ({err})") from None
     except ValueError as err:
         raise NpyFormatError(f"{file}: unreadable array header ({err})") from None
-    return tuple(int(s) for s in shape), np.dtype(dtype)
+    return shape, dtype
+
+
+def source_shape(source: Any) -> tuple[int, ...]:
+    """Shape of probabilities without reading them: an array or tensor, a ``.npy`` path, an
+    nnU-Net ``.npz`` path (key ``probabilities``), or a list of folds (the first one's).
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        InvalidProbabilitiesError, NpyFormatError: an unreadable file or an empty list.
+        TypeError: none of the above.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"probability file not found: {path}")
+        if path.suffix.lower() == ".npz":
+            return npz_array_header(path)[0]
+        with open(path, "rb") as f:
+            return npy_file_header(f, str(path))[0]
+    if hasattr(source, "shape"):
+        return tuple(int(s) for s in source.shape)
+    if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
+        items = list(source)
+        if not items:
+            raise InvalidProbabilitiesError("an empty list of folds")
+        return source_shape(items[0])
+    raise TypeError(
+        f"expected probabilities as an array, tensor, path or list of folds, got "
+        f"{type(source).__name__}"
+    )
+
+
+# -- export folders -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
