@@ -14,18 +14,13 @@ import pytest
 from clasp_rs import Patch
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.annotation import (
-    apply_patches,
-    check_human_labels,
-    partial_labels,
-    patch_mask,
-    patches_by_case,
-)
-from clasp_rs.loop.driver import simulate_annotation
+from clasp_rs.loop.annotation import check_human_labels
 from clasp_rs.loop.human import annotate_experiment
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.loop.state import load_state
-from clasp_rs.patches import read_loop_file, write_loop_file
+from clasp_rs.loop.tasks import simulate_annotation
+from clasp_rs.nnunet.labels import apply_patches, partial_labels, patch_mask
+from clasp_rs.patches import patches_by_case, read_loop_file, write_loop_file
 
 sitk = pytest.importorskip("SimpleITK")
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from clasp_rs.cli import main
-from clasp_rs.loop.annotation import partial_labels
 from clasp_rs.loop.driver import RunOptions, run_experiment
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.state import StepHooks, load_state
+from clasp_rs.nnunet.labels import partial_labels
 from clasp_rs.patches import read_loop_file, read_loop_meta
 
 DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"

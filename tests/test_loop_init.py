@@ -12,11 +12,10 @@ import pytest
 
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.annotation import patches_by_case
 from clasp_rs.loop.autosize import auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.setup import init_experiment
-from clasp_rs.patches import read_loop_file, read_loop_meta
+from clasp_rs.patches import patches_by_case, read_loop_file, read_loop_meta
 
 sitk = pytest.importorskip("SimpleITK")
 

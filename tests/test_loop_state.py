@@ -8,7 +8,7 @@ import json
 import pytest
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.driver import RunOptions, _settings
+from clasp_rs.loop.settings import RunOptions, resolve_settings
 from clasp_rs.loop.state import RunState, StepHooks, load_state, step_key
 
 
@@ -100,13 +100,13 @@ def test_malformed_state_is_an_error(tmp_path, text):
 
 def test_settings_default_on_first_run_and_are_kept_afterwards(tmp_path):
     state = load_state(tmp_path / "state.json")
-    first = _settings(state, RunOptions(loops=3, strategy="random", simulate=True))
+    first = resolve_settings(state, RunOptions(loops=3, strategy="random", simulate=True))
     assert first["n_loops"] == 3 and first["strategy"] == "random" and first["simulate"]
     assert first["trainer"] == "nnUNetTrainer" and first["folds"] == [0, 1, 2, 3, 4]
     state.settings = first
-    assert _settings(state, RunOptions()) == first
-    assert _settings(state, RunOptions(loops=3, device="cpu")) == first
+    assert resolve_settings(state, RunOptions()) == first
+    assert resolve_settings(state, RunOptions(loops=3, device="cpu")) == first
     with pytest.raises(DatasetError, match="started with --strategy 'random', not 'clasp-pe'"):
-        _settings(state, RunOptions(strategy="clasp-pe"))
+        resolve_settings(state, RunOptions(strategy="clasp-pe"))
     with pytest.raises(DatasetError, match="--loops 3"):
-        _settings(state, RunOptions(loops=5))
+        resolve_settings(state, RunOptions(loops=5))

@@ -19,14 +19,11 @@ import pytest
 from clasp_rs.exceptions import DatasetError, InvalidProbabilitiesError
 from clasp_rs.nnunet import (
     PROBABILITIES_KEY,
-    copy_raw_dataset,
     dataset_name,
     dice_per_class,
     ensemble_segmentation,
     evaluate_segmentations,
-    mask_outside_boxes,
     nnunet_paths,
-    set_ignore_label,
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
@@ -121,30 +118,28 @@ def test_bundled_dataset_is_a_valid_nnunet_dataset():
 # --- partial labels and Dice against plain references ---------------------------------------
 
 
-def test_mask_outside_boxes_matches_voxel_loop():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 4, size=(6, 7, 8), dtype=np.uint8)
-    boxes = [((1, 2, 3), (2, 3, 4)), ((4, 0, 6), (5, 2, 5)), ((-1, 5, 0), (2, 9, 2))]
-    out = mask_outside_boxes(labels, boxes, 4)
-    expected = np.full_like(labels, 4)
-    for z, y, x in np.ndindex(labels.shape):
-        for coords, size in boxes:
-            if all(c <= v < c + s for v, c, s in zip((z, y, x), coords, size, strict=True)):
-                expected[z, y, x] = labels[z, y, x]
-    np.testing.assert_array_equal(out, expected)
-    with pytest.raises(DatasetError, match="already contain"):
-        mask_outside_boxes(expected, boxes, 4)
+def copy_with_ignore_label(source: Path, target: Path) -> int:
+    """Copy a raw dataset to ``target`` and add the ``ignore`` label (one above the highest
+    label) to its dataset.json; returns the ignore value."""
+    import shutil
+
+    from clasp_rs.io.dataset_json import load_dataset_json, write_dataset_json
+
+    shutil.copytree(source, target)
+    doc = load_dataset_json(target / "dataset.json")
+    ignore = max(doc["labels"].values()) + 1
+    doc["labels"]["ignore"] = ignore
+    write_dataset_json(target / "dataset.json", doc)
+    return ignore
 
 
-def test_set_ignore_label_appends_highest(tmp_path):
-    copy = copy_raw_dataset(DATA, tmp_path, 5, "Copy")
-    assert copy.name == "Dataset005_Copy"
-    assert set_ignore_label(copy) == 4
-    assert json.loads((copy / "dataset.json").read_text())["labels"]["ignore"] == 4
-    with pytest.raises(DatasetError, match="'ignore' label already"):
-        set_ignore_label(copy)
-    with pytest.raises(DatasetError, match="exists already"):
-        copy_raw_dataset(DATA, tmp_path, 5, "Copy")
+def clipped_patch(file, coords, size, volume):
+    """The patch of the box ``coords`` + ``size`` clipped to ``volume``'s extent."""
+    from clasp_rs import Patch
+
+    start = [max(int(c), 0) for c in coords]
+    end = [min(int(c) + int(s), n) for c, s, n in zip(coords, size, volume.shape, strict=True)]
+    return Patch(file, start, [e - b for b, e in zip(start, end, strict=True)])
 
 
 def _dice_reference(ref, pred, label, ignore):
@@ -215,8 +210,7 @@ def test_dice_agrees_with_nnunet_compute_metrics(tmp_path):
     from nnunetv2.evaluation.evaluate_predictions import compute_metrics
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    from clasp_rs.loop.volumes import read_label, write_label_like
-    from clasp_rs.nnunet import read_label_map
+    from clasp_rs.nnunet.labels import read_label, write_label_like
 
     ref, reference = read_label(DATA / "labelsTr" / "case_004.nii.gz")
     pred = np.roll(ref, 2, axis=2).astype(np.uint8)  # a shifted copy: partial overlap
@@ -227,7 +221,7 @@ def test_dice_agrees_with_nnunet_compute_metrics(tmp_path):
     theirs = compute_metrics(
         str(tmp_path / "ref.nii.gz"), str(tmp_path / "pred.nii.gz"), SimpleITKIO(), [1, 2, 3], 4
     )
-    ours = dice_per_class(ref_ignored, read_label_map(tmp_path / "pred.nii.gz"), [1, 2, 3], 4)
+    ours = dice_per_class(ref_ignored, read_label(tmp_path / "pred.nii.gz")[0], [1, 2, 3], 4)
     for label in (1, 2, 3):
         assert 0.0 < ours[label] < 1.0
         assert ours[label] == pytest.approx(theirs["metrics"][label]["Dice"], rel=1e-12)
@@ -276,7 +270,7 @@ def trained(tmp_path_factory):
     import torch
 
     import clasp_rs.nnunet as nn
-    from clasp_rs.loop.volumes import read_label, write_label_like
+    from clasp_rs.nnunet.labels import partial_labels, read_label, write_label_like
     from clasp_rs.nnunet.trainers import nnUNetTrainer_clasp_tiny
 
     root = tmp_path_factory.mktemp("nnunet")
@@ -287,8 +281,8 @@ def trained(tmp_path_factory):
         threads = torch.get_num_threads()
         torch.set_num_threads(min(2, threads))
         try:
-            raw = copy_raw_dataset(DATA, root / "nnUNet_raw", DATASET_ID, "ClaspTest")
-            ignore = set_ignore_label(raw)
+            raw = root / "nnUNet_raw" / f"Dataset{DATASET_ID:03d}_ClaspTest"
+            ignore = copy_with_ignore_label(DATA, raw)
             annotated = 0
             total = 0
             for path in sorted((raw / "labelsTr").glob("*.nii.gz")):
@@ -298,8 +292,8 @@ def trained(tmp_path_factory):
                 boxes = []
                 for value in np.unique(full[full > 0]):
                     z, y, x = np.argwhere(full == value)[0]
-                    boxes.append(((z - 2, y - 6, x - 6), (4, 12, 12)))
-                partial = mask_outside_boxes(full, boxes, ignore)
+                    boxes.append(clipped_patch(path.name, (z - 2, y - 6, x - 6), (4, 12, 12), full))
+                partial = partial_labels(full, boxes, ignore, np.uint8)
                 write_label_like(partial, image, path)
                 annotated += int(np.count_nonzero(partial != ignore))
                 total += partial.size
@@ -339,6 +333,7 @@ def test_training_on_ignore_labels_produces_a_checkpoint(trained):
 @pytest.mark.slow
 def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
     import clasp_rs.nnunet as nn
+    from clasp_rs.nnunet.labels import read_label
 
     for name in ENV:
         monkeypatch.setenv(name, str(trained["root"] / name))
@@ -350,7 +345,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
     for case in PREDICTED:
         (path,) = files[case]
         assert path == out / "fold_0" / f"{case}.npz"
-        reference = nn.read_label_map(DATA / "labelsTr" / f"{case}.nii.gz")
+        reference = read_label(DATA / "labelsTr" / f"{case}.nii.gz")[0]
         with np.load(path, allow_pickle=False) as data:
             assert list(data.keys()) == [PROBABILITIES_KEY]
             probabilities = data[PROBABILITIES_KEY]
@@ -360,7 +355,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
         assert probabilities.min() >= 0.0
         np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-4)
         # nnU-Net's own segmentation is the argmax of the probabilities it wrote
-        segmentation = nn.read_label_map(out / "fold_0" / f"{case}.nii.gz")
+        segmentation = read_label(out / "fold_0" / f"{case}.nii.gz")[0]
         np.testing.assert_array_equal(segmentation, ensemble_segmentation([path]))
     assert not [p for p in (out / "fold_0").iterdir() if p.name.startswith(".")]
 

@@ -36,7 +36,7 @@ from clasp_rs.io.parts import Part, annotated_digest, read_part, write_part
 from clasp_rs.io.probabilities import ProbabilityExport, discover_probabilities
 from clasp_rs.patches import Box, Patch, case_id, read_loop_file, write_loop_file
 from clasp_rs.strategies import get_strategy
-from clasp_rs.strategies.base import Strategy
+from clasp_rs.strategies.base import SeededStrategy, Strategy
 from clasp_rs.strategies.fill import RecordedFill
 from clasp_rs.strategies.types import CaseSelection, QueryRequest, QueryResult, ScoreSet
 
@@ -317,7 +317,9 @@ def select_part(
     )
 
 
-def query_meta(strategy: Strategy, request: QueryRequest, result: QueryResult) -> dict[str, Any]:
+def query_meta(
+    strategy: SeededStrategy, request: QueryRequest, result: QueryResult
+) -> dict[str, Any]:
     """The ``meta`` block of a query's loop file (the same for a single run and a merge)."""
     params = strategy.params()
     return {

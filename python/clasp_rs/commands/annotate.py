@@ -35,8 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clasp_rs.loop.driver import RunOptions, run_experiment
+    from clasp_rs.loop.driver import run_experiment
     from clasp_rs.loop.human import annotate_experiment
+    from clasp_rs.loop.settings import RunOptions
 
     loop, cases = annotate_experiment(args.experiment, args.labels)
     print(f"annotated the query of loop {loop} in {cases} case(s)")

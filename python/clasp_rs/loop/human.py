@@ -13,17 +13,12 @@ import shutil
 from pathlib import Path
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.annotation import (
-    apply_patches,
-    check_human_labels,
-    human_label_files,
-    patches_by_case,
-)
+from clasp_rs.loop.annotation import check_human_labels, human_label_files
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.state import load_state, step_key
-from clasp_rs.loop.volumes import read_label, write_label_like
+from clasp_rs.nnunet.labels import apply_patches, read_label, write_label_like
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import read_loop_file
+from clasp_rs.patches import patches_by_case, read_loop_file
 
 __all__ = ["annotate_experiment"]
 

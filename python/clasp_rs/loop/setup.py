@@ -19,15 +19,14 @@ import numpy as np
 from clasp_rs.exceptions import DatasetError, InvalidPatchError
 from clasp_rs.io.dataset_json import load_dataset_json, read_dataset_json, write_dataset_json
 from clasp_rs.io.json_files import write_json
-from clasp_rs.loop.annotation import partial_labels
 from clasp_rs.loop.autosize import auto_budget, auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import EXPERIMENT_FILE, Experiment
 from clasp_rs.loop.split import split_cases
-from clasp_rs.loop.volumes import (
+from clasp_rs.nnunet.labels import (
     SUPPORTED_ENDINGS,
     image_shape,
     label_dtype,
-    link_or_copy,
+    partial_labels,
     read_label,
     write_label_like,
 )
@@ -65,6 +64,15 @@ class SourceDataset:
             self.folder / "imagesTr" / f"{case}_{int(c):04d}{self.file_ending}"
             for c in sorted(self.channels, key=int)
         ]
+
+
+def _link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Hard-link ``source`` to ``target`` (no copy of large images), or copy where links
+    are impossible (another filesystem)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _resolve_source(dataset: str, paths: NnUNetPaths) -> Path:
@@ -348,8 +356,8 @@ def init_experiment(
             (tmp_data / sub).mkdir(parents=True)
         for case in pool:
             for image in source.image_files(case):
-                link_or_copy(image, tmp_data / "imagesTr" / image.name)
-            link_or_copy(source.label_file(case), tmp_root / "ground_truth" / f"{case}{ending}")
+                _link_or_copy(image, tmp_data / "imagesTr" / image.name)
+            _link_or_copy(source.label_file(case), tmp_root / "ground_truth" / f"{case}{ending}")
             gt, reference = ground_truth[case]
             mine = [p for p in start_patches if p.file == f"{case}{ending}"]
             write_label_like(
@@ -360,8 +368,8 @@ def init_experiment(
             )
         for case in test:
             for image in source.image_files(case):
-                link_or_copy(image, tmp_data / "imagesTs" / image.name)
-            link_or_copy(source.label_file(case), tmp_data / "labelsTs" / f"{case}{ending}")
+                _link_or_copy(image, tmp_data / "imagesTs" / image.name)
+            _link_or_copy(source.label_file(case), tmp_data / "labelsTs" / f"{case}{ending}")
         dataset_json = {
             "name": suffix,
             "description": f"clasp-rs active learning on {source.folder.name}: labels are "

@@ -1,14 +1,17 @@
-"""Label and image files of nnU-Net raw datasets, read and written with SimpleITK.
+"""Label maps of nnU-Net raw datasets: reading and writing label and image files (SimpleITK),
+and the partial labels of active learning — the ground truth inside annotated patches and
+the dataset's ``ignore`` value elsewhere.
 
 Arrays are in SimpleITK / nnU-Net order ``(Z, Y, X)``. Label files are written atomically
 (:mod:`clasp_rs._atomic`: a temporary file with the same ending in a scratch folder on the same
-filesystem, then ``os.replace``), so a reader (or nnU-Net) never sees half a file.
+filesystem, then ``os.replace``), so a reader (or nnU-Net) never sees half a file. SimpleITK
+(an nnunetv2 dependency) is imported when a file is first read or written.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,16 @@ import numpy as np
 
 from clasp_rs._atomic import atomic_path
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.patches import Patch
 
 __all__ = [
     "SUPPORTED_ENDINGS",
+    "apply_patches",
+    "foreground_counts",
     "image_shape",
     "label_dtype",
-    "link_or_copy",
+    "partial_labels",
+    "patch_mask",
     "read_image",
     "read_label",
     "write_label_like",
@@ -123,10 +130,58 @@ def write_label_like(
     return dest
 
 
-def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Hard-link ``source`` to ``target`` (no copy of large images), or copy where links
-    are impossible (another filesystem)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+def _check_inside(patch: Patch, shape: Sequence[int], case: str) -> None:
+    end = patch.end
+    if any(e > s for e, s in zip(end, shape, strict=True)):
+        raise DatasetError(
+            f"patch {patch.coords}+{patch.size} of case {case!r} reaches {end}, outside the "
+            f"volume {tuple(shape)} (Z, Y, X)"
+        )
+
+
+def patch_mask(shape: Sequence[int], patches: Iterable[Patch], case: str = "") -> np.ndarray:
+    """bool ``(Z, Y, X)``: True inside any of ``patches``.
+
+    Raises:
+        DatasetError: a patch reaches outside the volume.
+    """
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for p in patches:
+        _check_inside(p, shape, case)
+        z, y, x = p.coords
+        dz, dy, dx = p.size
+        mask[z : z + dz, y : y + dy, x : x + dx] = True
+    return mask
+
+
+def partial_labels(
+    ground_truth: np.ndarray, patches: Iterable[Patch], ignore_label: int, dtype: type
+) -> np.ndarray:
+    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``."""
+    out: np.ndarray = np.full(ground_truth.shape, ignore_label, dtype=dtype)
+    mask = patch_mask(ground_truth.shape, patches)
+    out[mask] = ground_truth[mask]
+    return out
+
+
+def apply_patches(current: np.ndarray, source: np.ndarray, patches: Iterable[Patch]) -> np.ndarray:
+    """A copy of ``current`` with ``source``'s values inside ``patches``.
+
+    Args:
+        current: the training labels ``(Z, Y, X)``.
+        source: the labels to copy from (ground truth or a human's file), same shape.
+    """
+    if current.shape != source.shape:
+        raise DatasetError(f"label shape {source.shape} != training label shape {current.shape}")
+    out = current.copy()
+    mask = patch_mask(current.shape, patches)
+    out[mask] = source[mask].astype(out.dtype)
+    return out
+
+
+def foreground_counts(
+    labels: np.ndarray, mask: np.ndarray, foreground: Sequence[int]
+) -> dict[str, int]:
+    """Voxels of each foreground class inside ``mask``: ``{"1": n1, ...}``."""
+    values = labels[mask]
+    return {str(c): int(np.count_nonzero(values == c)) for c in foreground}
