@@ -616,7 +616,9 @@ TRITON_CHECK = """
 import os
 os.environ["TRITON_INTERPRET"] = "1"
 import numpy as np, torch
-from clasp_rs import uncertainty as unc, _triton_kernels as tk
+from clasp_rs import uncertainty as unc
+from clasp_rs.uncertainty import triton_kernels as tk
+from clasp_rs.uncertainty.torch_backend import TorchSlabs
 from clasp_rs.io.folds import open_fold
 
 rng = np.random.default_rng(0)
@@ -630,7 +632,7 @@ for is_logits, folds in [(False, probs), (True, logits)]:
         folds, logits=is_logits, device="cpu", with_mutual_information=True
     )
     for chunk_z in (1, 2, 5):
-        slabs = unc._TorchSlabs((C, *shape), chunk_z, torch.device("cpu"), is_logits, True, tk)
+        slabs = TorchSlabs((C, *shape), chunk_z, torch.device("cpu"), is_logits, True, tk)
         for m in range(M):
             assert slabs.accumulate(open_fold(folds[m], f"fold {m}"), first=m == 0)
         assert slabs.fused is tk and slabs._fused_verified
@@ -652,7 +654,7 @@ bad_logits[3, 1, 2, 3] = -np.inf
 counts = tk.accumulate(bad_logits, torch.empty_like(bad_logits), None, first=True, logits=True,
                        tolerance=1e-3)
 assert counts[0].item() == 1, counts
-slabs = unc._TorchSlabs((C, *shape), 2, torch.device("cpu"), False, False, tk)
+slabs = TorchSlabs((C, *shape), 2, torch.device("cpu"), False, False, tk)
 assert not slabs.accumulate(open_fold(bad, "bad"), first=True)
 print("ok")
 """
