@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clasp_rs
+import reference_clasp as ref
 from clasp_rs import Patch, uncertainty
 from clasp_rs.exceptions import InvalidPatchError
 from clasp_rs.strategies import (
@@ -28,9 +28,7 @@ from clasp_rs.strategies import (
     get_strategy,
 )
 from clasp_rs.strategies.budget import as_fraction, split_quotas, volume_caps
-
-sys.path.insert(0, str(Path(__file__).parent))
-import reference_clasp as ref  # noqa: E402
+from generators import gamma_probabilities
 
 EXAMPLES = settings(
     max_examples=120,
@@ -38,20 +36,6 @@ EXAMPLES = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def probabilities(rng: np.random.Generator, shape, c: int, m: int | None, quantized: bool):
-    """Random (C, Z, Y, X) or (M, C, Z, Y, X) float32 probabilities summing to 1."""
-    full = (c, *shape) if m is None else (m, c, *shape)
-    if quantized:
-        # Few distinct values: many exact ties between candidates.
-        x = rng.integers(0, 3, size=full).astype(np.float64)
-        x[..., 0, :, :, :] += 1
-    else:
-        x = rng.gamma(0.4, size=full)
-        x[..., 0, :, :, :] += 1e-3
-    axis = 0 if m is None else 1
-    return (x / x.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 @st.composite
@@ -73,7 +57,9 @@ def clasp_inputs(draw, small_volumes: bool = False):
     volumes = {}
     for name in names:
         shape = tuple(int(v) for v in rng.integers(2, high, size=3))
-        volumes[name] = probabilities(rng, shape, c, m, quantized)
+        volumes[name] = gamma_probabilities(
+            rng, shape, c, m, quantized=quantized, floor_background_only=True
+        )
     patch = tuple(draw(st.integers(1, 5)) for _ in range(3))
     stride = tuple(draw(st.integers(1, 3)) for _ in range(3))
     annotated = {}
@@ -177,7 +163,9 @@ def test_crowded_inputs_exercise_shortfall_and_release():
     for trial in range(60):
         c = int(rng.integers(2, 5))
         volumes = {
-            f"case_{v}": probabilities(rng, tuple(rng.integers(2, 6, size=3)), c, None, False)
+            f"case_{v}": gamma_probabilities(
+                rng, tuple(rng.integers(2, 6, size=3)), c, floor_background_only=True
+            )
             for v in range(int(rng.integers(2, 4)))
         }
         n = int(rng.integers(2, 10))
@@ -237,7 +225,8 @@ def test_fill_takes_the_place_of_a_released_patch():
 def big_volumes(seed: int, n_cases: int = 3, c: int = 4):
     rng = np.random.default_rng(seed)
     return {
-        f"case_{i:03d}": probabilities(rng, (12, 14, 16), c, None, False) for i in range(n_cases)
+        f"case_{i:03d}": gamma_probabilities(rng, (12, 14, 16), c, floor_background_only=True)
+        for i in range(n_cases)
     }
 
 
@@ -412,7 +401,7 @@ def test_arrays_tensors_paths_and_fold_lists_give_the_same_query(tmp_path):
     import torch
 
     rng = np.random.default_rng(8)
-    folds = probabilities(rng, (9, 10, 11), 3, 2, False)
+    folds = gamma_probabilities(rng, (9, 10, 11), 3, 2, floor_background_only=True)
     mean = folds.mean(axis=0)
     np.savez_compressed(tmp_path / "f0.npz", probabilities=folds[0])
     np.savez_compressed(tmp_path / "f1.npz", probabilities=folds[1])
@@ -433,7 +422,7 @@ def test_arrays_tensors_paths_and_fold_lists_give_the_same_query(tmp_path):
 def test_reference_maps_agree_with_the_uncertainty_module():
     rng = np.random.default_rng(3)
     for m in (None, 3):
-        p = probabilities(rng, (4, 5, 6), 4, m, False)
+        p = gamma_probabilities(rng, (4, 5, 6), 4, m, floor_background_only=True)
         p[..., 1, 0, 0, 0] = 0.0  # an exact zero: 0 ln 0 = 0
         p /= p.sum(axis=-4, keepdims=True)
         np.testing.assert_allclose(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,9 @@ from clasp_rs.loop.state import load_state
 from clasp_rs.loop.tasks import simulate_annotation
 from clasp_rs.nnunet.labels import apply_patches, partial_labels, patch_mask
 from clasp_rs.patches import patches_by_case, read_loop_file, write_loop_file
+from testdata import copy_ct_dataset
 
 sitk = pytest.importorskip("SimpleITK")
-
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
 # --- pure functions against per-voxel references -------------------------------------------
@@ -103,10 +100,7 @@ def experiment(monkeypatch, tmp_path):
     from clasp_rs.strategies import get_strategy
     from clasp_rs.strategies.types import QueryRequest, ScoreSet
 
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
+    copy_ct_dataset(monkeypatch, tmp_path)
     exp = init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=8)
     raw = tmp_path / "nnUNet_raw" / exp.dataset_name
     annotated = patches_by_case(read_loop_file(exp.loop_file(0)))

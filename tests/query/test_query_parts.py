@@ -20,6 +20,7 @@ from clasp_rs.query import merge_parts, select_part
 from clasp_rs.strategies import QueryRequest, Strategy, get_strategy
 from clasp_rs.strategies.base import NotShardableError
 from clasp_rs.strategies.scores import compute_score_sets
+from generators import gamma_probabilities
 
 EXAMPLES = settings(
     max_examples=60,
@@ -27,12 +28,6 @@ EXAMPLES = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def probabilities(rng, shape, c, m=None):
-    full = (c, *shape) if m is None else (m, c, *shape)
-    x = rng.gamma(0.4, size=full) + 1e-3
-    return (x / x.sum(axis=-4, keepdims=True)).astype(np.float32)
 
 
 def run_parts(strategy, scores, request, num_parts, folder: Path, *, round_trip=True):
@@ -65,7 +60,9 @@ def sharded_inputs(draw):
     c = draw(st.integers(2, 4))
     n_cases = draw(st.integers(2, 6))
     volumes = {
-        f"case_{i:02d}": probabilities(rng, tuple(int(v) for v in rng.integers(2, 7, size=3)), c)
+        f"case_{i:02d}": gamma_probabilities(
+            rng, tuple(int(v) for v in rng.integers(2, 7, size=3)), c
+        )
         for i in range(n_cases)
     }
     annotated = {}
@@ -87,7 +84,7 @@ def sharded_inputs(draw):
     )
     m = 2 if name in ("power-bald",) else None
     if m:
-        volumes = {k: probabilities(rng, v.shape[-3:], c, m) for k, v in volumes.items()}
+        volumes = {k: gamma_probabilities(rng, v.shape[-3:], c, m) for k, v in volumes.items()}
     return {
         "volumes": volumes,
         "request": request,
@@ -123,7 +120,7 @@ def crowded():
     """Four 4³ volumes, one candidate each (patch 4³), F = 3, n = 2, per_volume 1: class-1
     patches are cut in the merge (released) and the fill takes their place."""
     rng = np.random.default_rng(0)
-    volumes = {f"v{i}": probabilities(rng, (4, 4, 4), 4) for i in range(4)}
+    volumes = {f"v{i}": gamma_probabilities(rng, (4, 4, 4), 4) for i in range(4)}
     request = QueryRequest.build(2, 0, (4, 4, 4), per_volume=1)
     return volumes, request
 
@@ -149,7 +146,7 @@ def test_merge_explains_when_the_maps_it_needs_are_gone(tmp_path):
 
 def test_part_that_meets_every_quota_records_no_fill(tmp_path):
     rng = np.random.default_rng(1)
-    volumes = {f"v{i}": probabilities(rng, (10, 10, 10), 3) for i in range(4)}
+    volumes = {f"v{i}": gamma_probabilities(rng, (10, 10, 10), 3) for i in range(4)}
     request = QueryRequest.build(6, 0, (3, 3, 3))
     strategy = get_strategy("clasp-pe")
     scores = compute_score_sets(volumes, strategy.needs, device="cpu", workdir=tmp_path / "m")
@@ -159,7 +156,7 @@ def test_part_that_meets_every_quota_records_no_fill(tmp_path):
 
 def test_merge_rejects_inconsistent_parts(tmp_path):
     rng = np.random.default_rng(2)
-    volumes = {f"v{i}": probabilities(rng, (6, 6, 6), 3) for i in range(3)}
+    volumes = {f"v{i}": gamma_probabilities(rng, (6, 6, 6), 3) for i in range(3)}
     request = QueryRequest.build(4, 0, (3, 3, 3))
     strategy = get_strategy("clasp-pe", seed=1)
     scores = compute_score_sets(volumes, strategy.needs, device="cpu")

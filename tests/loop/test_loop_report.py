@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,6 @@ from clasp_rs.patches import patches_by_case, read_loop_file, write_loop_file
 pytest.importorskip("SimpleITK")
 pytest.importorskip("matplotlib")
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -83,11 +80,7 @@ def _make(root: Path, name: str, strategy: str, dice: list[float], seed: int):
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
+def env(ct_dataset, tmp_path):
     return tmp_path
 
 

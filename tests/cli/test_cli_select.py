@@ -167,7 +167,7 @@ def test_console_script_runs(scores, tmp_path) -> None:
     assert again.stderr.startswith("clasp-rs: error: ") and "already exists" in again.stderr
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_select_command_on_bundled_examples(capsys) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import reference_clasp as ref
 from clasp_rs import Patch, uncertainty
-from clasp_rs.exceptions import InvalidPatchError, InvalidProbabilitiesError
-from clasp_rs.loop.starting_budget import starting_budget
+from clasp_rs.exceptions import InvalidProbabilitiesError
 from clasp_rs.strategies import (
     BALD,
     PE,
@@ -27,10 +25,7 @@ from clasp_rs.strategies import (
     SoftrankBALD,
     get_strategy,
 )
-from clasp_rs.strategies.random_fg import _centred_box
-
-sys.path.insert(0, str(Path(__file__).parent))
-import reference_clasp as ref  # noqa: E402
+from generators import gamma_probabilities, is_centred_on, label_volumes
 
 EXAMPLES = settings(
     max_examples=60,
@@ -38,11 +33,6 @@ EXAMPLES = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def folds_of(rng: np.random.Generator, shape, c: int, m: int) -> np.ndarray:
-    x = rng.gamma(0.4, size=(m, c, *shape)) + 1e-3
-    return (x / x.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 @st.composite
@@ -53,7 +43,7 @@ def single_map_inputs(draw):
     )
     c = draw(st.integers(2, 4))
     volumes = {
-        name: folds_of(rng, tuple(int(v) for v in rng.integers(2, 8, size=3)), c, 2)
+        name: gamma_probabilities(rng, tuple(int(v) for v in rng.integers(2, 8, size=3)), c, 2)
         for name in names
     }
     annotated = {}
@@ -177,7 +167,10 @@ def test_softrank_bald_matches_reference(inputs):
 
 def test_softrank_bald_with_more_candidates_than_one_block():
     rng = np.random.default_rng(2)
-    volumes = {"a": folds_of(rng, (9, 10, 11), 3, 2), "b": folds_of(rng, (8, 9, 7), 3, 2)}
+    volumes = {
+        "a": gamma_probabilities(rng, (9, 10, 11), 3, 2),
+        "b": gamma_probabilities(rng, (8, 9, 7), 3, 2),
+    }
     got = SoftrankBALD(seed=1).query(volumes, 40, 0, (2, 2, 2), device="cpu")
     mi = {k: uncertainty.mutual_information(v, device="cpu") for k, v in volumes.items()}
     expected = ref.reference_softrank(mi, 40, 0, (2, 2, 2), seed=1)
@@ -198,14 +191,14 @@ def test_bald_ranks_by_mutual_information_pe_by_entropy():
 
 
 def test_bald_needs_folds():
-    mean = folds_of(np.random.default_rng(0), (4, 4, 4), 3, 2).mean(axis=0)
+    mean = gamma_probabilities(np.random.default_rng(0), (4, 4, 4), 3, 2).mean(axis=0)
     with pytest.raises(InvalidProbabilitiesError, match="at least 2 folds"):
         BALD().query({"v": mean}, 2, 0, (2, 2, 2), device="cpu")
 
 
 def test_baselines_do_not_depend_on_dict_order():
     rng = np.random.default_rng(5)
-    volumes = {name: folds_of(rng, (6, 7, 8), 3, 2) for name in ("x", "a", "m")}
+    volumes = {name: gamma_probabilities(rng, (6, 7, 8), 3, 2) for name in ("x", "a", "m")}
     backward = dict(reversed(volumes.items()))
     for name in ("pe", "power-pe", "bald", "power-bald", "softrank-bald", "random"):
         strategy = get_strategy(name, seed=4)
@@ -217,28 +210,6 @@ def test_baselines_do_not_depend_on_dict_order():
 
 
 # -- Random FG ---------------------------------------------------------------------------------
-
-
-def label_volumes(seed: int, n_cases: int = 3, shape=(12, 14, 16), classes: int = 3):
-    """Integer labels: background with a few blobs of classes 1..classes-1."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i in range(n_cases):
-        lab = np.zeros(shape, np.uint8)
-        for c in range(1, classes):
-            for _ in range(2):
-                z, y, x = (int(rng.integers(0, s - 3)) for s in shape)
-                lab[z : z + 3, y : y + 3, x : x + 3] = c
-        out[f"case_{i}"] = lab
-    return out
-
-
-def is_centred_on(patch: Patch, labels: np.ndarray, value: int, patch_size) -> bool:
-    for flat in np.flatnonzero(labels.reshape(-1) == value):
-        box = _centred_box(int(flat), labels.shape, patch_size)
-        if box == (*patch.coords, *patch.size):
-            return True
-    return False
 
 
 @pytest.mark.parametrize("cls, share", [(RandomFG33, 0.33), (RandomFG66, 0.66)])
@@ -288,53 +259,3 @@ def test_random_fg_needs_labels_and_the_same_cases():
         RandomFG33().query(None, 3, 0, (2, 2, 2))  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="same cases"):
         RandomFG33().query({"other": None}, 3, 0, (2, 2, 2), labels=labels)
-
-
-# -- starting budget ---------------------------------------------------------------------------
-
-
-def test_starting_budget_rules():
-    labels = label_volumes(7, n_cases=4, classes=4)
-    labels["case_3"][:] = 0  # background only: never holds a foreground label patch
-    patches = starting_budget(
-        labels, 20, (4, 4, 4), seed=1, files={c: c + ".nii.gz" for c in labels}
-    )
-    assert len(patches) == 20
-    files = {c + ".nii.gz": c for c in labels}
-    head = patches[:8]
-    assert [p.stratum for p in head] == [0, 0, 1, 1, 2, 2, 3, 3]
-    for value in range(4):
-        pair = [p for p in head if p.stratum == value]
-        assert pair[0].file != pair[1].file
-        for p in pair:
-            assert is_centred_on(p, labels[files[p.file]], value, (4, 4, 4))
-    rest = patches[8:]
-    fg = [p for p in rest if p.stratum is not None]
-    assert len(fg) == math.floor(0.33 * 12)
-    for p in fg:
-        assert p.stratum > 0 and is_centred_on(p, labels[files[p.file]], p.stratum, (4, 4, 4))
-    for a, b in itertools.combinations(patches, 2):
-        assert not (a.file == b.file and a.overlaps(b))
-    assert (
-        starting_budget(labels, 20, (4, 4, 4), seed=1, files={c: c + ".nii.gz" for c in labels})
-        == patches
-    )
-    assert as_tuples(starting_budget(labels, 20, (4, 4, 4), seed=2)) != as_tuples(patches)
-
-
-def test_starting_budget_label_in_one_case_and_ignore_value():
-    labels = label_volumes(3, n_cases=3, classes=2)
-    for case in ("case_1", "case_2"):
-        labels[case][labels[case] == 1] = 0
-    labels["case_0"][0, 0, 0] = 9  # an ignore voxel: never a class
-    patches = starting_budget(labels, 6, (3, 3, 3), ignore_label=9)
-    strata = [p.stratum for p in patches[:3]]
-    assert strata == [0, 0, 1]
-    assert patches[2].file == "case_0"
-    assert len(patches) == 6
-
-
-def test_starting_budget_too_small():
-    labels = label_volumes(1, classes=3)
-    with pytest.raises(InvalidPatchError, match="smaller than the 6 patches"):
-        starting_budget(labels, 5, (3, 3, 3))

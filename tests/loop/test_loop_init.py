@@ -16,21 +16,9 @@ from clasp_rs.loop.autosize import auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.patches import patches_by_case, read_loop_file, read_loop_meta
+from testdata import copy_ct_dataset
 
 sitk = pytest.importorskip("SimpleITK")
-
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-
-
-def _env(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
-    """nnU-Net folders under ``root`` with the bundled dataset as Dataset900_clasp_ct."""
-    for name in ENV:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        monkeypatch.setenv(name, str(root / name))
-    raw = root / "nnUNet_raw" / "Dataset900_clasp_ct"
-    shutil.copytree(DATA, raw)
-    return raw
 
 
 def _read(path: Path) -> np.ndarray:
@@ -42,7 +30,7 @@ def _listing(root: Path) -> list[str]:
 
 
 def test_init_builds_the_experiment_and_its_dataset(monkeypatch, tmp_path):
-    source = _env(monkeypatch, tmp_path)
+    source = copy_ct_dataset(monkeypatch, tmp_path)
     exp = init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=10, seed=1)
     raw = tmp_path / "nnUNet_raw" / exp.dataset_name
     assert exp.dataset_name == "Dataset901_clasp_ct_clasp"  # above every id in use
@@ -102,7 +90,7 @@ def test_init_builds_the_experiment_and_its_dataset(monkeypatch, tmp_path):
 
 
 def test_auto_patch_size_and_budget_on_the_real_labels(monkeypatch, tmp_path):
-    source = _env(monkeypatch, tmp_path)
+    source = copy_ct_dataset(monkeypatch, tmp_path)
     exp = init_experiment("Dataset900_clasp_ct", tmp_path / "exp", hard_classes=["kidney"])
     boxes: dict[int, list] = {1: [], 2: [], 3: []}
     for label in sorted((source / "labelsTr").glob("*.nii.gz")):
@@ -117,7 +105,7 @@ def test_auto_patch_size_and_budget_on_the_real_labels(monkeypatch, tmp_path):
 
 
 def test_init_through_the_cli(monkeypatch, tmp_path, capsys):
-    _env(monkeypatch, tmp_path)
+    copy_ct_dataset(monkeypatch, tmp_path)
     code = main(
         [
             "init",
@@ -171,7 +159,7 @@ def _break_dataset(raw: Path, how: str) -> None:
 def test_bad_input_is_a_clear_error_and_writes_nothing(
     monkeypatch, tmp_path, how, options, message
 ):
-    raw = _env(monkeypatch, tmp_path)
+    raw = copy_ct_dataset(monkeypatch, tmp_path)
     if how == "unset env":
         monkeypatch.delenv("nnUNet_preprocessed")
     else:
@@ -184,7 +172,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
 
 
 def test_existing_experiment_folder_is_refused(monkeypatch, tmp_path, capsys):
-    _env(monkeypatch, tmp_path)
+    copy_ct_dataset(monkeypatch, tmp_path)
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "notes.txt").write_text("mine")
     assert main(["init", "900", str(tmp_path / "exp"), "--budget", "8"]) == 2

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -74,16 +75,25 @@ def test_other_python_threads_run_while_the_engine_works() -> None:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs SIGINT")
 def test_ctrl_c_interrupts_a_long_call_and_the_engine_stays_usable() -> None:
+    # One call that runs for a while (power sampling at stride 1 on a few large volumes).
     vol = np.random.default_rng(3).random((128, 160, 160)).astype(np.float32)
-    timer = threading.Timer(0.05, os.kill, args=(os.getpid(), signal.SIGINT))
+    jobs = [[vol]] * 4
+    args = ((8, 8, 8), (1, 1, 1), [[10]] * 4, [[(1.0, 0, 0)]] * 4, [[]] * 4)
+    start = time.perf_counter()
+    _clasp_rs.select_strata(jobs, *args)
+    full = time.perf_counter() - start
+    # Interrupted a tenth of the way in, the same call must end (with KeyboardInterrupt) well
+    # before it could finish; an engine that ignored the signal would only raise after
+    # running to completion, when Python next handles signals.
+    timer = threading.Timer(full / 10, os.kill, args=(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            for _ in range(20):  # long enough for the signal to land inside a call
-                _clasp_rs.select_strata(
-                    [[vol]], (8, 8, 8), (1, 1, 1), [[10]], [[(1.0, 0, 0)]], [[]]
-                )
+            _clasp_rs.select_strata(jobs, *args)
+        interrupted = time.perf_counter() - start
     finally:
         timer.cancel()
+    assert interrupted < full / 2, f"interrupted after {interrupted:.2f} s of a {full:.2f} s call"
     small = np.random.default_rng(4).random((16, 16, 16)).astype(np.float32)
     assert len(clasp_rs.select_top_patches(small, (4, 4, 4), 3)) == 3

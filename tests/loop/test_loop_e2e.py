@@ -8,8 +8,6 @@ it was recorded."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +18,8 @@ from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.state import StepHooks, load_state
 from clasp_rs.nnunet.labels import partial_labels
 from clasp_rs.patches import read_loop_file, read_loop_meta
+from testdata import copy_ct_dataset
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 STEPS_0 = [
     "000/plan",
     "000/train/fold_0",
@@ -45,15 +42,12 @@ def test_init_two_loops_resume_and_report(monkeypatch, tmp_path, capsys):
     sitk = pytest.importorskip("SimpleITK")
     import torch
 
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
+    copy_ct_dataset(monkeypatch, tmp_path)
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # augmentation in-process: small CI machines
     monkeypatch.setenv("nnUNet_def_n_proc", "1")
     monkeypatch.setenv("nnUNet_compile", "false")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
     root = tmp_path / "exp"
     try:
         assert (

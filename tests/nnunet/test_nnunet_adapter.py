@@ -25,24 +25,17 @@ from clasp_rs.nnunet import (
     evaluate_segmentations,
     nnunet_paths,
 )
+from testdata import CT_DATASET, NNUNET_VARIABLES, set_nnunet_folders
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 LABELS = {"liver": 1, "spleen": 2, "kidney": 3}
-
-
-def _set_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
-    for name in ENV:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        monkeypatch.setenv(name, str(root / name))
 
 
 # --- environment and dataset lookup (no nnunetv2 needed) -----------------------------------
 
 
-@pytest.mark.parametrize("unset", ENV)
+@pytest.mark.parametrize("unset", NNUNET_VARIABLES)
 def test_unset_variable_names_the_export_to_run(monkeypatch, tmp_path, unset):
-    _set_env(monkeypatch, tmp_path)
+    set_nnunet_folders(monkeypatch, tmp_path)
     monkeypatch.delenv(unset)
     with pytest.raises(DatasetError, match=f"not set: {unset}") as info:
         nnunet_paths()
@@ -50,21 +43,21 @@ def test_unset_variable_names_the_export_to_run(monkeypatch, tmp_path, unset):
 
 
 def test_empty_variable_counts_as_unset(monkeypatch, tmp_path):
-    _set_env(monkeypatch, tmp_path)
+    set_nnunet_folders(monkeypatch, tmp_path)
     monkeypatch.setenv("nnUNet_results", "  ")
     with pytest.raises(DatasetError, match="nnUNet_results"):
         nnunet_paths()
 
 
 def test_raw_folder_must_exist(monkeypatch, tmp_path):
-    _set_env(monkeypatch, tmp_path)
+    set_nnunet_folders(monkeypatch, tmp_path)
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "nowhere"))
     with pytest.raises(DatasetError, match="not an existing folder"):
         nnunet_paths()
 
 
 def test_paths_create_output_folders(monkeypatch, tmp_path):
-    _set_env(monkeypatch, tmp_path)
+    set_nnunet_folders(monkeypatch, tmp_path)
     monkeypatch.setenv("nnUNet_results", str(tmp_path / "new" / "results"))
     paths = nnunet_paths()
     assert paths.results.is_dir()
@@ -72,7 +65,7 @@ def test_paths_create_output_folders(monkeypatch, tmp_path):
 
 
 def test_dataset_name_lookup(monkeypatch, tmp_path):
-    _set_env(monkeypatch, tmp_path)
+    set_nnunet_folders(monkeypatch, tmp_path)
     (tmp_path / "nnUNet_raw" / "Dataset007_Knee").mkdir()
     assert dataset_name(7) == "Dataset007_Knee"
     assert dataset_name("7") == "Dataset007_Knee"
@@ -91,16 +84,16 @@ def test_dataset_name_lookup(monkeypatch, tmp_path):
 
 def test_bundled_dataset_is_a_valid_nnunet_dataset():
     sitk = pytest.importorskip("SimpleITK")
-    dataset_json = json.loads((DATA / "dataset.json").read_text())
+    dataset_json = json.loads((CT_DATASET / "dataset.json").read_text())
     assert dataset_json["channel_names"] == {"0": "CT"}
     assert dataset_json["labels"] == {"background": 0, **LABELS}
     assert dataset_json["file_ending"] == ".nii.gz"
-    labels = sorted((DATA / "labelsTr").glob("*.nii.gz"))
+    labels = sorted((CT_DATASET / "labelsTr").glob("*.nii.gz"))
     assert len(labels) == dataset_json["numTraining"] == 12
     cases_with = {name: 0 for name in LABELS}
     for path in labels:
         case = path.name[: -len(".nii.gz")]
-        image = sitk.ReadImage(str(DATA / "imagesTr" / f"{case}_0000.nii.gz"))
+        image = sitk.ReadImage(str(CT_DATASET / "imagesTr" / f"{case}_0000.nii.gz"))
         label = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(label)
         assert array.shape == sitk.GetArrayFromImage(image).shape
@@ -112,7 +105,7 @@ def test_bundled_dataset_is_a_valid_nnunet_dataset():
             cases_with[name] += bool(np.any(array == value))
     # every class in enough cases that a 75/25 split can keep it on both sides
     assert min(cases_with.values()) >= 4
-    assert (DATA.parent / "ATTRIBUTION.md").is_file()
+    assert (CT_DATASET.parent / "ATTRIBUTION.md").is_file()
 
 
 # --- partial labels and Dice against plain references ---------------------------------------
@@ -212,7 +205,7 @@ def test_dice_agrees_with_nnunet_compute_metrics(tmp_path):
 
     from clasp_rs.nnunet.labels import read_label, write_label_like
 
-    ref, reference = read_label(DATA / "labelsTr" / "case_004.nii.gz")
+    ref, reference = read_label(CT_DATASET / "labelsTr" / "case_004.nii.gz")
     pred = np.roll(ref, 2, axis=2).astype(np.uint8)  # a shifted copy: partial overlap
     ref_ignored = ref.astype(np.uint8).copy()
     ref_ignored[:, :10] = 4
@@ -275,14 +268,14 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("nnunet")
     with pytest.MonkeyPatch.context() as mp:
-        _set_env(mp, root)
+        set_nnunet_folders(mp, root)
         mp.setenv("nnUNet_n_proc_DA", "0")  # augmentation in this process: 2 small cores
         mp.setenv("nnUNet_compile", "false")
         threads = torch.get_num_threads()
         torch.set_num_threads(min(2, threads))
         try:
             raw = root / "nnUNet_raw" / f"Dataset{DATASET_ID:03d}_ClaspTest"
-            ignore = copy_with_ignore_label(DATA, raw)
+            ignore = copy_with_ignore_label(CT_DATASET, raw)
             annotated = 0
             total = 0
             for path in sorted((raw / "labelsTr").glob("*.nii.gz")):
@@ -335,7 +328,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
     import clasp_rs.nnunet as nn
     from clasp_rs.nnunet.labels import read_label
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     out = tmp_path / "probabilities"
     files = nn.predict_probabilities(
@@ -345,7 +338,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
     for case in PREDICTED:
         (path,) = files[case]
         assert path == out / "fold_0" / f"{case}.npz"
-        reference = read_label(DATA / "labelsTr" / f"{case}.nii.gz")[0]
+        reference = read_label(CT_DATASET / "labelsTr" / f"{case}.nii.gz")[0]
         with np.load(path, allow_pickle=False) as data:
             assert list(data.keys()) == [PROBABILITIES_KEY]
             probabilities = data[PROBABILITIES_KEY]
@@ -367,7 +360,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
     assert again == files
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
-    references = {c: DATA / "labelsTr" / f"{c}.nii.gz" for c in PREDICTED}
+    references = {c: CT_DATASET / "labelsTr" / f"{c}.nii.gz" for c in PREDICTED}
     predictions = {c: ensemble_segmentation(files[c]) for c in PREDICTED}
     result = nn.evaluate_segmentations(references, predictions, [1, 2, 3])
     for scores in result.per_case.values():
@@ -381,7 +374,7 @@ def test_per_fold_probabilities(trained, monkeypatch, tmp_path):
 def test_prediction_shards_and_errors(trained, monkeypatch, tmp_path):
     import clasp_rs.nnunet as nn
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     images = trained["raw"] / "imagesTr"
     part = nn.predict_probabilities(
@@ -404,7 +397,7 @@ def test_prediction_shards_and_errors(trained, monkeypatch, tmp_path):
 def test_preprocess_only_the_cases_asked_for(trained, monkeypatch):
     import clasp_rs.nnunet as nn
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     folder = nn.preprocessed_folder(DATASET_ID) / "nnUNetPlans_3d_fullres"
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -423,7 +416,7 @@ def test_preprocess_only_the_cases_asked_for(trained, monkeypatch):
 def test_train_errors_before_long_work(trained, monkeypatch):
     import clasp_rs.nnunet as nn
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     with pytest.raises(DatasetError, match="configuration '3d_lowres' is not in"):
         nn.train_fold(DATASET_ID, 0, "nnUNetTrainer_clasp_tiny", configuration="3d_lowres")

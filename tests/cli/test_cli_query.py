@@ -11,17 +11,9 @@ import pytest
 
 from clasp_rs import ClaspPE, read_loop_file, read_loop_meta, write_loop_file
 from clasp_rs.cli import main
+from generators import smooth_probabilities
 
 LABELS = {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}
-
-
-def smooth_probabilities(rng, shape, c=3):
-    """(C, Z, Y, X) float32 softmax of smooth random logits."""
-    logits = rng.normal(size=(c, *shape))
-    for axis in range(1, 4):
-        logits = (logits + np.roll(logits, 1, axis) + np.roll(logits, -1, axis)) / 3
-    e = np.exp(3 * logits)
-    return (e / e.sum(axis=0)).astype(np.float32)
 
 
 def write_dataset(folder: Path, labels=None, **extra) -> Path:
@@ -228,6 +220,16 @@ def test_bad_options(setup, capsys):
     )
     fails(capsys, query_args(probs, dataset, o, n=-1), "n (number of patches)", out)
     fails(capsys, query_args(probs, dataset, o, "--device", "tpu"), "device", out)
+
+
+def test_missing_devices_end_in_one_line(setup, capsys):
+    torch = pytest.importorskip("torch")
+    probs, dataset, out, _ = setup
+    o = out / "q.json"
+    if not torch.cuda.is_available():
+        fails(capsys, query_args(probs, dataset, o, "--device", "cuda"), "no CUDA device", out)
+    if not torch.backends.mps.is_available():
+        fails(capsys, query_args(probs, dataset, o, "--device", "mps"), "no MPS device", out)
 
 
 def test_dataset_json_problems(setup, capsys, tmp_path):
