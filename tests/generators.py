@@ -1,5 +1,5 @@
-"""Random class probabilities and label maps for tests (plain functions, usable inside
-hypothesis strategies).
+"""Random class probabilities, label maps and probability exports for tests (plain
+functions, usable inside hypothesis strategies).
 
 All return float32 arrays that sum to 1 over the class axis: ``(C, Z, Y, X)`` for one volume
 or ``(M, C, Z, Y, X)`` for M folds.
@@ -7,12 +7,23 @@ or ``(M, C, Z, Y, X)`` for M folds.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from clasp_rs import Patch
 from clasp_rs.strategies.random_fg import _centred_box
 
-__all__ = ["gamma_probabilities", "is_centred_on", "label_volumes", "smooth_probabilities"]
+__all__ = [
+    "LABELS",
+    "gamma_probabilities",
+    "is_centred_on",
+    "label_volumes",
+    "smooth_probabilities",
+    "write_dataset",
+    "write_export",
+]
 
 
 def gamma_probabilities(
@@ -80,3 +91,36 @@ def is_centred_on(patch: Patch, labels: np.ndarray, value: int, patch_size) -> b
         if box == (*patch.coords, *patch.size):
             return True
     return False
+
+
+# -- nnU-Net probability exports on disk ---------------------------------------------------
+
+LABELS = {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}
+
+
+def write_dataset(folder: Path, labels=None, **extra) -> Path:
+    doc = {
+        "labels": LABELS if labels is None else labels,
+        "file_ending": ".nii.gz",
+        "channel_names": {"0": "CT"},
+        **extra,
+    }
+    path = folder / "dataset.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def write_export(folder: Path, n_cases=5, folds=2, seed=0, shapes=None) -> dict[str, list[Path]]:
+    """``folder/fold_k/case_XXX.npz`` (or ``folder/case_XXX.npz`` with ``folds=0``)."""
+    rng = np.random.default_rng(seed)
+    sources: dict[str, list[Path]] = {}
+    for i in range(n_cases):
+        case = f"case_{i:03d}"
+        shape = shapes[i] if shapes else (8 + i, 10, 9 + (i % 3))
+        for k in range(max(folds, 1)):
+            sub = folder / f"fold_{k}" if folds else folder
+            sub.mkdir(parents=True, exist_ok=True)
+            path = sub / f"{case}.npz"
+            np.savez_compressed(path, probabilities=smooth_probabilities(rng, shape))
+            sources.setdefault(case, []).append(path)
+    return sources

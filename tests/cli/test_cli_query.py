@@ -11,37 +11,7 @@ import pytest
 
 from clasp_rs import ClaspPE, read_loop_file, read_loop_meta, write_loop_file
 from clasp_rs.cli import main
-from generators import smooth_probabilities
-
-LABELS = {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}
-
-
-def write_dataset(folder: Path, labels=None, **extra) -> Path:
-    doc = {
-        "labels": LABELS if labels is None else labels,
-        "file_ending": ".nii.gz",
-        "channel_names": {"0": "CT"},
-        **extra,
-    }
-    path = folder / "dataset.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def write_export(folder: Path, n_cases=5, folds=2, seed=0, shapes=None) -> dict[str, list[Path]]:
-    """``folder/fold_k/case_XXX.npz`` (or ``folder/case_XXX.npz`` with ``folds=0``)."""
-    rng = np.random.default_rng(seed)
-    sources: dict[str, list[Path]] = {}
-    for i in range(n_cases):
-        case = f"case_{i:03d}"
-        shape = shapes[i] if shapes else (8 + i, 10, 9 + (i % 3))
-        for k in range(max(folds, 1)):
-            sub = folder / f"fold_{k}" if folds else folder
-            sub.mkdir(parents=True, exist_ok=True)
-            path = sub / f"{case}.npz"
-            np.savez_compressed(path, probabilities=smooth_probabilities(rng, shape))
-            sources.setdefault(case, []).append(path)
-    return sources
+from generators import smooth_probabilities, write_dataset, write_export
 
 
 @pytest.fixture()

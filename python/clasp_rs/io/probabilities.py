@@ -149,11 +149,6 @@ class ProbabilityExport:
     def n_folds(self) -> int:
         return len(self.fold_dirs)
 
-    @property
-    def has_folds(self) -> bool:
-        """Whether the folds are separate (``fold_K/`` sub-folders)."""
-        return self.fold_dirs != (self.root,)
-
     def sources(self, case: str) -> list[Path]:
         """The ``.npz`` of ``case`` in every fold."""
         return [folder / f"{case}.npz" for folder in self.fold_dirs]

@@ -77,7 +77,7 @@ class LoopContext:
     @property
     def dataset(self) -> Path:
         """``$nnUNet_raw/DatasetYYY_Name``, the dataset the loop trains on."""
-        return self.paths.raw / self.exp.dataset_name
+        return self.exp.dataset_folder(self.paths.raw)
 
     def model_dir(self, loop: int) -> Path:
         """The nnU-Net model folder of training loop ``loop``."""

@@ -16,7 +16,8 @@ The steps, each a plain function on typed values:
 remove the maps they no longer need, also when a step fails.
 
 Modules: :mod:`.steps` (the steps on ready values), :mod:`.export` (over an export folder),
-:mod:`.merge` (the parts of a sharded query).
+:mod:`.merge` (the parts of a sharded query), :mod:`.score_files` (``clasp-rs select``: the
+engine alone over ``.npy`` score files).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from clasp_rs.query.export import (
     run_export_query,
 )
 from clasp_rs.query.merge import Merged, merge_parts
+from clasp_rs.query.score_files import ScoreFileSelection, select_score_files
 from clasp_rs.query.steps import (
     MapProgress,
     MapsFolder,
@@ -47,6 +49,7 @@ __all__ = [
     "MapsFolder",
     "Merged",
     "PartWritten",
+    "ScoreFileSelection",
     "Stages",
     "check_out",
     "compute_maps",
@@ -58,4 +61,5 @@ __all__ = [
     "run_export_query",
     "select_part",
     "select_query",
+    "select_score_files",
 ]

@@ -176,7 +176,8 @@ class Strategy(SeededStrategy, ABC):
             per_volume: ``m`` of the per-volume caps (default ``n``).
             annotated: case name -> patches already annotated (never overlapped).
             device: where the uncertainty maps are computed (``"auto"``, ``"cpu"``,
-                ``"cuda"``).
+                ``"cuda"``; ``"mps"`` computes them on the CPU, see
+                :func:`clasp_rs.devices.maps_device`).
             workdir: write the maps there as ``.npy`` files that the engine memory-maps
                 (for inputs too large to hold every volume's maps in memory).
 
