@@ -21,7 +21,14 @@ from clasp_rs.exceptions import (
     LoopFileError,
     NpyFormatError,
 )
-from clasp_rs.patches import Patch, case_id, read_loop_file, read_loop_meta, write_loop_file
+from clasp_rs.patches import (
+    Patch,
+    case_id,
+    identical_patches,
+    read_loop_file,
+    read_loop_meta,
+    write_loop_file,
+)
 from clasp_rs.selection import select_across_volumes, select_top_patches
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "NpyFormatError",
     "Patch",
     "case_id",
+    "identical_patches",
     "read_loop_file",
     "read_loop_meta",
     "select_across_volumes",

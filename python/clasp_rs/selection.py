@@ -262,7 +262,14 @@ def select_top_patches(
 
 
 def _patch(file: str, taken: Taken, noised: bool) -> Patch:
-    return Patch(file, taken.start, taken.size, score=taken.key if noised else taken.mean)
+    return Patch(
+        file,
+        taken.start,
+        taken.size,
+        score=taken.key if noised else taken.mean,
+        mean=taken.mean,
+        key=taken.key,
+    )
 
 
 def select_across_volumes(

@@ -93,8 +93,17 @@ def log_score(taken: Taken, noised: bool) -> float:
 def to_patch(
     case: str, taken: Taken, request: QueryRequest, score: float, stratum: int | None
 ) -> Patch:
-    """The :class:`~clasp_rs.Patch` of a taken candidate of ``case``."""
-    return Patch(request.file(case), taken.start, taken.size, score=score, stratum=stratum)
+    """The :class:`~clasp_rs.Patch` of a taken candidate of ``case`` (``score`` as the
+    strategy documents it; ``mean`` and ``key`` the engine's)."""
+    return Patch(
+        request.file(case),
+        taken.start,
+        taken.size,
+        score=score,
+        stratum=stratum,
+        mean=taken.mean,
+        key=taken.key,
+    )
 
 
 class SeededStrategy:
