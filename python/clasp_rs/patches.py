@@ -234,7 +234,8 @@ class Patch:
                 f"patch {self.coords}+{self.size} of {self.file!r} reaches {self.end}, outside "
                 f"the array's (Z, Y, X) = {spatial} on axis {' and '.join(map(str, outside))}"
             )
-        return array[(..., *self.slices)]
+        index = (Ellipsis, *self.slices)
+        return array[index]
 
     def overlaps(self, other: Patch) -> bool:
         """Whether the two boxes share at least one voxel. Only geometry counts: ``file``

@@ -19,6 +19,8 @@ import numpy as np
 
 from clasp_rs._atomic import atomic_path
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.masks import partial_labels as _partial_labels
+from clasp_rs.masks import patches_mask, patches_of_case
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -140,28 +142,30 @@ def _check_inside(patch: Patch, shape: Sequence[int], case: str) -> None:
 
 
 def patch_mask(shape: Sequence[int], patches: Iterable[Patch], case: str = "") -> np.ndarray:
-    """bool ``(Z, Y, X)``: True inside any of ``patches``.
+    """bool ``(Z, Y, X)``: True inside any of ``patches`` of ``case`` (matched through
+    ``case_id``; every patch when ``case`` is empty).
 
     Raises:
-        DatasetError: a patch reaches outside the volume.
+        DatasetError: a patch of ``case`` reaches outside the volume.
     """
-    mask = np.zeros(tuple(shape), dtype=bool)
-    for p in patches:
+    kept = patches_of_case(patches, case or None)
+    for p in kept:
         _check_inside(p, shape, case)
-        z, y, x = p.coords
-        dz, dy, dx = p.size
-        mask[z : z + dz, y : y + dy, x : x + dx] = True
-    return mask
+    return patches_mask(shape, kept)
 
 
 def partial_labels(
     ground_truth: np.ndarray, patches: Iterable[Patch], ignore_label: int, dtype: type
 ) -> np.ndarray:
-    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``."""
-    out: np.ndarray = np.full(ground_truth.shape, ignore_label, dtype=dtype)
-    mask = patch_mask(ground_truth.shape, patches)
-    out[mask] = ground_truth[mask]
-    return out
+    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``.
+
+    Raises:
+        DatasetError: a patch reaches outside the volume.
+    """
+    patches = list(patches)
+    for p in patches:
+        _check_inside(p, ground_truth.shape, p.case)
+    return _partial_labels(np.asarray(ground_truth).astype(dtype), patches, ignore_label)  # type: ignore[no-any-return]
 
 
 def apply_patches(current: np.ndarray, source: np.ndarray, patches: Iterable[Patch]) -> np.ndarray:
