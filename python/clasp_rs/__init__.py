@@ -20,6 +20,7 @@ from clasp_rs.exceptions import (
     InvalidScoresError,
     LoopFileError,
     NpyFormatError,
+    ShortQueryWarning,
 )
 from clasp_rs.patches import (
     Patch,
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidScoresError",
     "LoopFileError",
     "NpyFormatError",
+    "ShortQueryWarning",
     "Patch",
     "case_id",
     "identical_patches",

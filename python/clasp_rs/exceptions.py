@@ -15,6 +15,7 @@ __all__ = [
     "LoopFileError",
     "DatasetError",
     "DeviceError",
+    "ShortQueryWarning",
 ]
 
 
@@ -51,3 +52,9 @@ class DatasetError(ClaspError, ValueError):
 class DeviceError(ClaspError, RuntimeError):
     """A requested compute device exists in torch but not on this machine (no CUDA, no MPS,
     an index beyond the visible GPUs)."""
+
+
+class ShortQueryWarning(UserWarning):
+    """A query returned fewer patches than asked for: no valid candidate was left (every one
+    overlaps an annotated or an already taken patch). Functions that return a result object
+    report the shortfall there (``unfilled``) instead."""
