@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from clasp_rs._engine import __version__
+from clasp_rs.drop_in import PatchQuery, QueriedPatch, query_patches
 from clasp_rs.exceptions import (
     ClaspError,
     DatasetError,
@@ -22,6 +23,7 @@ from clasp_rs.exceptions import (
     NpyFormatError,
     ShortQueryWarning,
 )
+from clasp_rs.masks import partial_labels, patches_mask
 from clasp_rs.patches import (
     Patch,
     case_id,
@@ -46,8 +48,13 @@ __all__ = [
     "NpyFormatError",
     "ShortQueryWarning",
     "Patch",
+    "PatchQuery",
+    "QueriedPatch",
     "case_id",
     "identical_patches",
+    "partial_labels",
+    "patches_mask",
+    "query_patches",
     "read_loop_file",
     "read_loop_meta",
     "select_across_volumes",

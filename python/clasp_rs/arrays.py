@@ -18,7 +18,6 @@ torch is never imported here for numpy inputs; tensors are recognised by their t
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ __all__ = [
 
 # Largest |sum_c p_c - 1| of float32 and float64 probabilities (the maps' own check).
 _SUM_TOLERANCE = 1e-3
-_NUMPY_FLOATS = ("float16", "float32", "float64")
 # Voxels looked at when guessing a layout: the guess runs only to explain an error.
 _SAMPLE_VOXELS = 4096
 
@@ -91,7 +89,10 @@ def _sample(array: Any, axis: int) -> np.ndarray:
     """float64 numpy sample of ``array`` along ``axis`` (kept whole) and up to
     ``_SAMPLE_VOXELS`` positions of the other axes."""
     if is_tensor(array):
-        array = score_array(array)
+        # Sample on the tensor's device: only the sample is copied to the CPU.
+        flat = array.detach().movedim(axis, 0).reshape(array.shape[axis], -1)
+        step = max(1, flat.shape[1] // _SAMPLE_VOXELS)
+        return np.asarray(score_array(flat[:, ::step].double()))
     moved = np.moveaxis(np.asarray(array), axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
     step = max(1, flat.shape[1] // _SAMPLE_VOXELS)
@@ -127,12 +128,14 @@ def layout_hint(probabilities: Any, *, offset: int = 0, tolerance: float = _SUM_
     for axis in range(len(shape) - 1, class_axis, -1):
         if _sums_to_one(probabilities, axis, tolerance):
             layout = "(C, Z, Y, X)" if class_axis == 0 else "(M, C, Z, Y, X)"
+            if offset:
+                layout = layout.replace("(", "(B, ")
             return (
                 f"axis {class_axis + offset} has {shape[class_axis]} entries, expected C "
                 f"(classes) first in {layout}; the values sum to 1 over axis {axis + offset} "
                 f"({shape[axis]} entries) instead, so the classes look to be there "
-                f"(channels-last?): move that axis first, e.g. np.moveaxis(p, {axis}, "
-                f"{class_axis}) or p.movedim({axis}, {class_axis})"
+                f"(channels-last?): move that axis first, e.g. np.moveaxis(p, {axis + offset}, "
+                f"{class_axis + offset}) or p.movedim({axis + offset}, {class_axis + offset})"
             )
     return ""
 
@@ -162,8 +165,8 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
 
     Args:
         value: ``(C, Z, Y, X)`` or ``(M, C, Z, Y, X)`` numpy array or torch tensor (any
-            device), or anything else the maps accept (paths, lists of folds), returned as
-            it is.
+            device), or a list of ``(C, Z, Y, X)`` folds (each converted), or anything else
+            the maps accept (paths), returned as it is.
         label: how messages name the volume (``volume 'case_000'``).
         logits: the values are logits (softmax is applied by the maps; no sum check here).
         offset: axes before this volume's in the caller's array (for messages).
@@ -177,6 +180,11 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
             or whose channel sums are off by more than :func:`low_precision_tolerance`
             (with the axis that looks wrong when another axis sums to 1).
     """
+    if isinstance(value, (list, tuple)):
+        return [
+            probabilities_for_maps(v, f"{label} fold {i}", logits=logits)
+            for i, v in enumerate(value)
+        ]
     if is_tensor(value):
         value = value.detach()
     low = _low_precision_name(value)
@@ -213,13 +221,3 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
             + (f"; {hint}" if hint else "; pass logits=True for logits")
         )
     return p / sums
-
-
-def describe_source(value: Any) -> str:
-    """A short description of a probability source for messages."""
-    if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return f"{type(value).__name__} of shape {tuple(int(s) for s in shape)}"
-    return type(value).__name__

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from clasp_rs._engine import Taken
 from clasp_rs.annotated import match_annotated
+from clasp_rs.arrays import probabilities_for_maps
 from clasp_rs.exceptions import ClaspError, ShortQueryWarning
 from clasp_rs.patches import Patch
 from clasp_rs.selection import as_seed
@@ -181,6 +182,9 @@ class Strategy(SeededStrategy, ABC):
             volumes: case name -> probabilities: float ``(M, C, Z, Y, X)`` folds or a
                 ``(C, Z, Y, X)`` mean, as numpy array or torch tensor, or the path of a
                 ``.npy`` / nnU-Net ``.npz`` file, or a list of per-fold arrays or paths.
+                float16 / bfloat16 arrays are upcast to float32 and renormalised over C
+                (their sums may be off by C times their epsilon; see
+                :func:`clasp_rs.arrays.probabilities_for_maps`).
             n: number of patches.
             loop: the training loop after which the query is made (0, 1, ...).
             patch_size: ``(dz, dy, dx)``; clipped to each volume.
@@ -254,8 +258,12 @@ class Strategy(SeededStrategy, ABC):
             annotated=match_annotated(annotated, volumes),
         )
         self.check_loop(request.loop)
+        prepared = {
+            case: probabilities_for_maps(value, f"case {case!r}", logits=logits)
+            for case, value in volumes.items()
+        }
         scores = compute_score_sets(
-            volumes, self.needs, device=device, workdir=workdir, logits=logits
+            prepared, self.needs, device=device, workdir=workdir, logits=logits
         )
         return self.query_scores(scores, request)
 
