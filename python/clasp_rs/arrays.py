@@ -18,6 +18,7 @@ torch is never imported here for numpy inputs; tensors are recognised by their t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -86,17 +87,22 @@ def score_layout_hint(shape: tuple[int, ...]) -> str:
 
 
 def _sample(array: Any, axis: int) -> np.ndarray:
-    """float64 numpy sample of ``array`` along ``axis`` (kept whole) and up to
-    ``_SAMPLE_VOXELS`` positions of the other axes."""
+    """float64 numpy ``(len(axis), k)``: ``array`` along ``axis`` (kept whole) at about
+    ``_SAMPLE_VOXELS`` positions of a regular grid over the other axes. Only the sample is
+    copied (and, for a tensor, moved to the CPU)."""
+    shape = tuple(int(s) for s in array.shape)
+    others = [a for a in range(len(shape)) if a != axis]
+    per_axis = max(1, math.ceil(_SAMPLE_VOXELS ** (1 / max(1, len(others)))))
+    index = tuple(
+        slice(None) if a == axis else slice(None, None, max(1, shape[a] // per_axis))
+        for a in range(len(shape))
+    )
     if is_tensor(array):
-        # Sample on the tensor's device: only the sample is copied to the CPU.
-        flat = array.detach().movedim(axis, 0).reshape(array.shape[axis], -1)
-        step = max(1, flat.shape[1] // _SAMPLE_VOXELS)
-        return np.asarray(score_array(flat[:, ::step].double()))
-    moved = np.moveaxis(np.asarray(array), axis, 0)
-    flat = moved.reshape(moved.shape[0], -1)
-    step = max(1, flat.shape[1] // _SAMPLE_VOXELS)
-    return np.asarray(flat[:, ::step], dtype=np.float64)
+        thinned = array.detach()[index].movedim(axis, 0).reshape(shape[axis], -1)
+        return np.asarray(score_array(thinned.double()))
+    return np.asarray(
+        np.moveaxis(np.asarray(array)[index], axis, 0).reshape(shape[axis], -1), dtype=np.float64
+    )
 
 
 def _sums_to_one(array: Any, axis: int, tolerance: float) -> bool:
@@ -172,8 +178,8 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
         offset: axes before this volume's in the caller's array (for messages).
 
     Returns:
-        ``value`` itself (float32/float64, or logits), or a new float32 array or tensor on
-        the same device, renormalised over C.
+        ``value`` itself (float32/float64, or logits), or a new float32 array (for numpy and
+        CPU tensor inputs) or tensor (on the input's GPU), renormalised over C.
 
     Raises:
         InvalidProbabilitiesError: low-precision probabilities that are negative, not finite,
@@ -194,17 +200,21 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
     class_axis = value.ndim - 4
     n_classes = int(value.shape[class_axis])
     tolerance = low_precision_tolerance(n_classes, eps)
+    # NaN and infinities reach the channel sums, so checking the sums finds them. On the CPU
+    # numpy's reductions beat torch's (as for the maps); a GPU tensor stays where it is.
+    if is_tensor(value) and value.device.type == "cpu":
+        value = value.float().numpy()
     if is_tensor(value):
         p = value.float()
         sums = p.sum(dim=class_axis, keepdim=True)
-        finite = bool(p.isfinite().all())
-        negative = finite and bool((p < 0).any())
+        finite = bool(sums.isfinite().all())
+        negative = finite and float(p.min()) < 0
         deviation = float((sums - 1).abs().max()) if finite else float("inf")
     else:
         p = value.astype(np.float32)
         sums = p.sum(axis=class_axis, keepdims=True)
-        finite = bool(np.isfinite(p).all())
-        negative = finite and bool((p < 0).any())
+        finite = bool(np.isfinite(sums).all())
+        negative = finite and float(p.min()) < 0
         deviation = float(np.abs(sums - 1).max()) if finite else float("inf")
     if not finite or negative or deviation > tolerance:
         problem = (
@@ -220,4 +230,5 @@ def probabilities_for_maps(value: Any, label: str, *, logits: bool, offset: int 
             f"values summing to 1 over C within {tolerance:.3g} (C x eps of {name})"
             + (f"; {hint}" if hint else "; pass logits=True for logits")
         )
-    return p / sums
+    p /= sums  # p is a new float32 copy
+    return p
