@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "DeviceError",
     "ShortQueryWarning",
+    "BudgetWarning",
 ]
 
 
@@ -58,3 +59,8 @@ class ShortQueryWarning(UserWarning):
     """A query returned fewer patches than asked for: no valid candidate was left (every one
     overlaps an annotated or an already taken patch). Functions that return a result object
     report the shortfall there (``unfilled``) instead."""
+
+
+class BudgetWarning(UserWarning):
+    """A budget takes so much of the pool that the active-learning loop has little left to
+    choose (e.g. the starting budget alone annotates most of the foreground)."""

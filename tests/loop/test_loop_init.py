@@ -4,6 +4,7 @@ with the ignore value, auto patch size and budget, and every bad input (nothing 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from clasp_rs.cli import main
-from clasp_rs.exceptions import DatasetError
+from clasp_rs.exceptions import BudgetWarning, DatasetError
 from clasp_rs.loop.autosize import auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.setup import init_experiment
@@ -91,7 +92,14 @@ def test_init_builds_the_experiment_and_its_dataset(monkeypatch, tmp_path):
 
 def test_auto_patch_size_and_budget_on_the_real_labels(monkeypatch, tmp_path):
     source = copy_ct_dataset(monkeypatch, tmp_path)
-    exp = init_experiment("Dataset900_clasp_ct", tmp_path / "exp", hard_classes=["kidney"])
+    # 200 patches on a pool of 9 small scans: most of its foreground is annotated at once.
+    with pytest.warns(BudgetWarning) as warned:
+        exp = init_experiment("Dataset900_clasp_ct", tmp_path / "exp", hard_classes=["kidney"])
+    messages = [str(w.message) for w in warned]
+    assert any(re.search(r"starting budget .* annotates \d+ % of the pool", m) for m in messages)
+    assert any(
+        re.search(r"one loop's budget .* covers up to \d+ % of the pool", m) for m in messages
+    )
     boxes: dict[int, list] = {1: [], 2: [], 3: []}
     for label in sorted((source / "labelsTr").glob("*.nii.gz")):
         truth = _read(label)
@@ -178,3 +186,17 @@ def test_existing_experiment_folder_is_refused(monkeypatch, tmp_path, capsys):
     assert main(["init", "900", str(tmp_path / "exp"), "--budget", "8"]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["notes.txt"]
+
+
+def test_init_prints_the_patches_it_wrote_and_warns_about_a_large_budget(
+    monkeypatch, tmp_path, capsys
+):
+    copy_ct_dataset(monkeypatch, tmp_path)
+    assert main(["init", "900", str(tmp_path / "exp"), "--hard-classes", "kidney"]) == 0
+    err = capsys.readouterr().err
+    written = len(read_loop_file(tmp_path / "exp" / "loop_000.json"))
+    assert written < 200
+    assert f"{written} in loop_000.json (of 200 asked; no more fit)" in err
+    assert "clasp-rs: warning: the starting budget (" in err
+    assert "% of the pool's foreground voxels" in err
+    assert "200 in loop_000.json" not in err

@@ -110,3 +110,61 @@ def test_settings_default_on_first_run_and_are_kept_afterwards(tmp_path):
         resolve_settings(state, RunOptions(strategy="clasp-pe"))
     with pytest.raises(DatasetError, match="--loops 3"):
         resolve_settings(state, RunOptions(loops=5))
+
+
+SETTINGS = {
+    "strategy": "random",
+    "n_loops": 3,
+    "trainer": "nnUNetTrainer",
+    "folds": [0, 1],
+    "configuration": "3d_fullres",
+    "simulate": True,
+}
+STEP = {"step": "000/plan", "seconds": 1.0, "finished": "2025-01-01T00:00:00Z"}
+
+
+def _state_file(tmp_path, doc) -> object:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, **doc}))
+    return path
+
+
+def test_partial_settings_name_the_file_and_the_missing_keys(tmp_path):
+    partial = {k: v for k, v in SETTINGS.items() if k not in ("n_loops", "folds")}
+    path = _state_file(tmp_path, {"settings": partial, "steps": [STEP]})
+    with pytest.raises(DatasetError) as info:
+        resolve_settings(load_state(path), RunOptions(resume=True))
+    message = str(info.value)
+    assert str(path) in message and "lacks n_loops, folds" in message
+    assert "\n" not in message
+
+
+def test_steps_without_settings_are_a_damaged_file_not_a_fresh_start(tmp_path):
+    path = _state_file(tmp_path, {"steps": [STEP]})
+    with pytest.raises(DatasetError, match=r"1 step\(s\) recorded but no 'settings'") as info:
+        resolve_settings(load_state(path), RunOptions(resume=True))
+    assert str(path) in str(info.value)
+    with pytest.raises(DatasetError, match="no 'settings'"):
+        resolve_settings(
+            load_state(_state_file(tmp_path, {"settings": {}, "steps": [STEP]})), RunOptions()
+        )
+    # Fresh: no steps yet, so the defaults apply.
+    fresh = load_state(_state_file(tmp_path, {"settings": {}, "steps": []}))
+    assert fresh.settings == {} and not fresh.started
+    assert resolve_settings(fresh, RunOptions())["n_loops"] == 5
+    complete = load_state(_state_file(tmp_path, {"settings": SETTINGS, "steps": [STEP]}))
+    assert resolve_settings(complete, RunOptions(resume=True)) == {
+        **SETTINGS,
+        "planner": "ExperimentPlanner",  # added later: experiments without it get the default
+    }
+
+
+def test_loops_can_be_raised_on_resume_and_never_lowered(tmp_path):
+    state = load_state(_state_file(tmp_path, {"settings": SETTINGS, "steps": [STEP]}))
+    assert resolve_settings(state, RunOptions(loops=5, resume=True))["n_loops"] == 5
+    with pytest.raises(DatasetError, match="with --resume the loops can be raised"):
+        resolve_settings(state, RunOptions(loops=2, resume=True))
+    with pytest.raises(DatasetError, match="--loops 3"):
+        resolve_settings(state, RunOptions(loops=5))
+    with pytest.raises(DatasetError, match="--planner 'ExperimentPlanner'"):
+        resolve_settings(state, RunOptions(planner="nnUNetPlannerResEncM", resume=True))

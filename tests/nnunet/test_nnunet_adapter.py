@@ -425,3 +425,177 @@ def test_train_errors_before_long_work(trained, monkeypatch):
     with pytest.raises(ValueError, match="no nnU-Net trainer named"):
         nn.train_fold(DATASET_ID, 0, "nnUNetTrainer_typo", device="cpu")
     assert os.environ["nnUNet_results"] == str(trained["root"] / "nnUNet_results")
+
+
+@pytest.mark.nnunet
+@pytest.mark.slow
+def test_fused_maps_equal_the_maps_of_the_npz_export(trained, monkeypatch, tmp_path):
+    """Fused prediction -> maps gives the maps that nnU-Net's per-fold .npz export gives, on a
+    case nnU-Net must crop (zero border), resample (other spacing) and transpose (the plans
+    put the coarsest axis first)."""
+    sitk = pytest.importorskip("SimpleITK")
+    import clasp_rs.nnunet as nn
+    from clasp_rs.nnunet.fused_maps import (
+        fold_probabilities,
+        load_fold_ensemble,
+        predict_ensemble_segmentation,
+        predict_pool_maps,
+    )
+    from clasp_rs.nnunet.trainers import nnUNetTrainer_clasp_tiny
+    from clasp_rs.uncertainty import compute_case_maps, score_volume_names
+
+    for name in ENV:
+        monkeypatch.setenv(name, str(trained["root"] / name))
+    if not (trained["model"] / "fold_1" / "checkpoint_final.pth").is_file():
+        nn.train_fold(DATASET_ID, 1, nnUNetTrainer_clasp_tiny, device="cpu")
+    plans = json.loads((trained["model"] / "plans.json").read_text())
+    assert plans["transpose_forward"] != [0, 1, 2]
+
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sitk.ReadImage(str(trained["raw"] / "imagesTr" / "case_002_0000.nii.gz"))
+    sitk.WriteImage(source, str(images / "case_002_0000.nii.gz"))
+    odd = sitk.ConstantPad(
+        sitk.ReadImage(str(trained["raw"] / "imagesTr" / "case_008_0000.nii.gz")),
+        (3, 2, 1),
+        (1, 4, 2),
+        0.0,
+    )
+    odd.SetSpacing((4.0, 5.0, 2.5))
+    sitk.WriteImage(odd, str(images / "case_odd_0000.nii.gz"))
+    cases = ["case_002", "case_odd"]
+
+    exported = nn.predict_probabilities(
+        trained["model"], images, tmp_path / "npz", cases, folds=(0, 1), device="cpu"
+    )
+    out = tmp_path / "maps"
+    needs = frozenset({"classes", "mutual_information"})
+    fused = predict_pool_maps(
+        trained["model"], images, cases, out, folds=(0, 1), needs=needs, device="cpu"
+    )
+    assert sorted(fused) == cases
+    ensemble = load_fold_ensemble(trained["model"], (0, 1), device="cpu")
+    for case in cases:
+        folds = []
+        for path in exported[case]:
+            with np.load(path, allow_pickle=False) as data:
+                folds.append(data[PROBABILITIES_KEY])
+        images_of_case = [str(images / f"{case}_0000.nii.gz")]
+        for theirs, ours in zip(folds, fold_probabilities(ensemble, images_of_case), strict=True):
+            assert ours.shape == theirs.shape and ours.dtype == theirs.dtype == np.float32
+            np.testing.assert_array_equal(ours, theirs)
+        if case == "case_odd":
+            # Outside nnU-Net's crop the export is background with probability 1 ...
+            assert (folds[0][0, :1] == 1).all() and (folds[0][0, :, :, :3] == 1).all()
+            # ... and the network ran on a resampled grid.
+            preprocessor = ensemble.predictor.configuration_manager.preprocessor_class()
+            data, _, properties = preprocessor.run_case(
+                images_of_case,
+                None,
+                ensemble.predictor.plans_manager,
+                ensemble.predictor.configuration_manager,
+                ensemble.dataset_json,
+            )
+            cropped = properties["shape_after_cropping_and_before_resampling"]
+            assert tuple(data.shape[1:]) != tuple(cropped)
+        reference = compute_case_maps(exported[case], device="cpu", with_mutual_information=True)
+        names = score_volume_names(case, 4)
+        assert fused[case].classes == tuple(str(out / n) for n in names[:-1])
+        assert fused[case].entropy == str(out / names[-1])
+        # Same float32 probabilities in, same order of accumulation: equal to the bit.
+        for k, name in enumerate(names):
+            np.testing.assert_array_equal(np.load(out / name), reference.scores[k])
+        np.testing.assert_array_equal(np.load(out / f"{case}_mi.npy"), reference.mutual_information)
+        np.testing.assert_array_equal(
+            predict_ensemble_segmentation(ensemble, images_of_case),
+            ensemble_segmentation(exported[case]),
+        )
+
+    # Idempotent: complete cases are not predicted again; a killed writer's leftovers go.
+    stamps = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / ".case_002_c1.npy.1234.tmp").write_bytes(b"")
+    (out / "case_003_c1.npy").write_bytes(b"")  # maps of a case without its manifest
+    again = predict_pool_maps(
+        trained["model"], images, cases, out, folds=(0, 1), needs=needs, device="cpu"
+    )
+    assert again == fused
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+
+class Interrupted(Exception):
+    """Stands in for a training killed after its first epoch's checkpoint."""
+
+
+@pytest.mark.nnunet
+@pytest.mark.slow
+def test_interrupted_training_continues_from_its_latest_checkpoint(trained, monkeypatch):
+    import clasp_rs.nnunet as nn
+    from clasp_rs.nnunet.checkpoints import load_checkpoint
+    from clasp_rs.nnunet.trainers import nnUNetTrainer_clasp_tiny
+    from clasp_rs.nnunet.training import resumable_checkpoint
+
+    class nnUNetTrainer_clasp_tiny_interrupted(nnUNetTrainer_clasp_tiny):  # noqa: N801
+        def on_epoch_end(self) -> None:
+            super().on_epoch_end()
+            if self.current_epoch == 1:
+                raise Interrupted
+
+    for name in ENV:
+        monkeypatch.setenv(name, str(trained["root"] / name))
+    results = trained["root"] / "resumed"
+    with pytest.raises(Interrupted):
+        nn.train_fold(
+            DATASET_ID, 2, nnUNetTrainer_clasp_tiny_interrupted, device="cpu", results_root=results
+        )
+    model = nn.model_folder(DATASET_ID, nnUNetTrainer_clasp_tiny_interrupted, results_root=results)
+    found = resumable_checkpoint(model / "fold_2")
+    assert found is not None and found[0].name == "checkpoint_latest.pth"
+    assert found[1]["current_epoch"] == 1
+    first_epoch = found[1]["logging"]["epoch_start_timestamps"]
+    # A checkpoint cut short by a kill is skipped for the next one (best, also from epoch 0).
+    latest = model / "fold_2" / "checkpoint_latest.pth"
+    whole = latest.read_bytes()
+    latest.write_bytes(whole[: len(whole) // 2])
+    assert resumable_checkpoint(model / "fold_2")[0].name == "checkpoint_best.pth"
+    latest.write_bytes(whole)
+
+    folder = nn.train_fold(
+        DATASET_ID,
+        2,
+        nnUNetTrainer_clasp_tiny_interrupted,
+        device="cpu",
+        results_root=results,
+        continue_training=True,
+    )
+    final = load_checkpoint(folder / "checkpoint_final.pth")
+    # Epoch 0 is the interrupted run's (same start time), epoch 1 the continuation's.
+    assert final["logging"]["epoch_start_timestamps"][:1] == first_epoch
+    assert len(final["logging"]["epoch_start_timestamps"]) == 2
+    assert not (folder / "checkpoint_latest.pth").exists()
+
+
+@pytest.mark.nnunet
+@pytest.mark.slow
+def test_preprocessing_in_several_processes_writes_the_same_files(trained, monkeypatch):
+    import clasp_rs.nnunet as nn
+
+    for name in ENV:
+        monkeypatch.setenv(name, str(trained["root"] / name))
+    folder = nn.preprocessed_folder(DATASET_ID) / "nnUNetPlans_3d_fullres"
+    cases = ["case_003", "case_006"]
+    blosc2 = pytest.importorskip("blosc2")
+
+    def arrays() -> dict[str, np.ndarray]:
+        # The blosc2 frames' bytes vary with the compressor's threads; their arrays must not.
+        return {p.name: blosc2.open(str(p))[:] for p in sorted(folder.glob("case_00[36]*.b2nd"))}
+
+    before = arrays()
+    assert len(before) == 4  # image and segmentation of each case
+    assert nn.preprocess(DATASET_ID, "3d_fullres", cases=cases, num_processes=2) == cases
+    after = arrays()
+    assert sorted(after) == sorted(before)
+    for name, array in before.items():
+        np.testing.assert_array_equal(after[name], array)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="num_processes must be >= 1"):
+        nn.preprocess(DATASET_ID, "3d_fullres", cases=cases, num_processes=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from rich.console import Console
@@ -81,18 +82,31 @@ def run(args: argparse.Namespace) -> int:
             budget = int(budget)
         except ValueError:
             raise ValueError(f"--budget takes 'auto' or an integer, got {args.budget!r}") from None
-    exp = init_experiment(
-        args.dataset,
-        args.experiment,
-        seed=args.seed,
-        patch_size=patch_size,
-        budget=budget,
-        start_budget=args.start_budget,
-        hard_classes=args.hard_classes,
-        dataset_id=args.dataset_id,
-        name=args.name,
-    )
+    from clasp_rs.exceptions import BudgetWarning
+    from clasp_rs.patches import read_loop_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BudgetWarning)
+        exp = init_experiment(
+            args.dataset,
+            args.experiment,
+            seed=args.seed,
+            patch_size=patch_size,
+            budget=budget,
+            start_budget=args.start_budget,
+            hard_classes=args.hard_classes,
+            dataset_id=args.dataset_id,
+            name=args.name,
+        )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    for warning in caught:
+        if issubclass(warning.category, BudgetWarning):
+            console.print(f"clasp-rs: warning: {warning.message}")
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    written = len(read_loop_file(exp.loop_file(0)))
     console.print(f"experiment {exp.root}")
     console.print(
         f"  nnU-Net dataset {exp.dataset_name} ({len(exp.pool)} pool cases; "
@@ -100,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(
         f"  patch size {list(exp.patch_size)} (Z Y X), {exp.budget} patches per loop, "
-        f"{exp.start_budget} in loop_000.json, ignore label {exp.ignore_label}"
+        f"{written} in loop_000.json"
+        + (f" (of {exp.start_budget} asked; no more fit)" if written < exp.start_budget else "")
+        + f", ignore label {exp.ignore_label}"
     )
     console.print(
         f"next: clasp-rs run {exp.root} --simulate   (or without --simulate to annotate by hand)"

@@ -60,6 +60,59 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="stop once the loop is trained and evaluated (then shard with --num-parts)",
     )
+    parser.add_argument(
+        "--planner",
+        default=None,
+        metavar="NAME",
+        help="nnU-Net experiment planner, as nnUNetv2_plan_and_preprocess -pl (default "
+        "ExperimentPlanner; e.g. nnUNetPlannerResEncM); fixed by the first run",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes for nnU-Net's fingerprinting and preprocessing (default 1)",
+    )
+    many = parser.add_argument_group("many GPUs and machines")
+    many.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local: every step in this process (default); ray: independent steps at once "
+        "(pip install 'clasp-rs[ray]')",
+    )
+    many.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local Ray "
+        "instance with this machine's CPUs and GPUs)",
+    )
+    many.add_argument(
+        "--gpus-per-task",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs per training, evaluation and prediction task (default 1 with GPUs, else 0)",
+    )
+    many.add_argument(
+        "--cpus-per-task", type=float, default=1.0, metavar="C", help="CPU slots per task"
+    )
+    many.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        metavar="S",
+        help="prediction + maps tasks per loop (default: as many as run at once)",
+    )
+    many.add_argument(
+        "--task-retries",
+        type=int,
+        default=2,
+        metavar="R",
+        help="times Ray reruns a task whose worker process died (default 2)",
+    )
     return parser
 
 
@@ -77,6 +130,14 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         num_parts=args.num_parts,
         part_id=args.part_id,
         stop_before_prediction=args.stop_before_prediction,
+        planner=args.planner,
+        num_processes=args.num_processes,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task,
+        shards=args.shards,
+        task_retries=args.task_retries,
     )
 
 

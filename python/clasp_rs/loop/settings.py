@@ -23,7 +23,11 @@ DEFAULTS: dict[str, Any] = {
     "folds": [0, 1, 2, 3, 4],
     "configuration": "3d_fullres",
     "simulate": False,
+    "planner": "ExperimentPlanner",
 }
+
+OPTIONAL_DEFAULTS: dict[str, Any] = {"planner": "ExperimentPlanner"}
+"""Settings later clasp-rs versions added; experiments that lack them get these."""
 
 
 @dataclass
@@ -43,6 +47,18 @@ class RunOptions:
         num_parts, part_id: predict and query only every ``num_parts``-th pool case.
         stop_before_prediction: stop once the current loop is trained and evaluated, so that
             sharded runs (``num_parts``) can predict the pool and query.
+        planner: nnU-Net's experiment planner (``-pl``: ``ExperimentPlanner``,
+            ``nnUNetPlannerResEncM``, ...); fixed by the first run.
+        num_processes: processes for nnU-Net's fingerprinting and for preprocessing.
+        executor: ``local`` (this process, one step after another) or ``ray``.
+        ray_address: with ``ray``: ``None`` starts a local Ray instance; ``auto`` or
+            ``HOST:PORT`` joins a running cluster.
+        gpus_per_task: GPUs each training, evaluation and prediction task asks for (ray;
+            default 1 when the cluster has GPUs, else 0).
+        cpus_per_task: CPU slots each task asks for (ray; default 1).
+        shards: prediction + maps tasks per loop (default 1 for local; for ray, as many as
+            tasks fit at once).
+        task_retries: how often Ray runs a task again after its worker process died.
     """
 
     loops: int | None = None
@@ -56,6 +72,14 @@ class RunOptions:
     num_parts: int = 1
     part_id: int = 0
     stop_before_prediction: bool = False
+    planner: str | None = None
+    num_processes: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    gpus_per_task: float | None = None
+    cpus_per_task: float = 1.0
+    shards: int | None = None
+    task_retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -73,8 +97,11 @@ def resolve_settings(state: RunState, options: RunOptions) -> dict[str, Any]:
     run the options with :data:`DEFAULTS` for what is not given.
 
     Raises:
-        DatasetError: an option differs from the experiment's setting.
+        DatasetError: an option differs from the experiment's setting (``--loops`` may only
+            be raised, with ``resume``), or the recorded
+            settings are damaged (see :meth:`RunState.check_settings`).
     """
+    state.check_settings()
     given = {
         "strategy": options.strategy,
         "n_loops": options.loops,
@@ -83,10 +110,19 @@ def resolve_settings(state: RunState, options: RunOptions) -> dict[str, Any]:
         "configuration": options.configuration,
         "simulate": options.simulate,
     }
+    given["planner"] = options.planner
     if not state.settings:
         return {k: (DEFAULTS[k] if v is None else v) for k, v in given.items()}
-    settings = dict(state.settings)
+    settings = {**OPTIONAL_DEFAULTS, **state.settings}
     option = {"n_loops": "--loops", "simulate": "--simulate"}
+    loops = given.pop("n_loops")
+    if loops is not None and loops != settings["n_loops"]:
+        if not (options.resume and isinstance(loops, int) and loops > settings["n_loops"]):
+            raise DatasetError(
+                f"this experiment was started with --loops {settings['n_loops']!r}, not "
+                f"{loops!r}: with --resume the loops can be raised (never lowered)"
+            )
+        settings["n_loops"] = loops
     for key, value in given.items():
         if value is not None and value != settings.get(key):
             raise DatasetError(

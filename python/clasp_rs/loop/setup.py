@@ -12,6 +12,7 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from clasp_rs.nnunet.labels import (
     image_shape,
     label_dtype,
     partial_labels,
+    patch_mask,
     read_label,
     write_label_like,
 )
@@ -90,6 +92,55 @@ def _as_patch_size(value: str | Sequence[int]) -> tuple[int, int, int] | None:
     return items[0], items[1], items[2]
 
 
+# Shares of the pool above which a budget leaves the loop little to choose.
+START_FOREGROUND_SHARE = 0.25
+LOOP_VOXEL_SHARE = 0.10
+
+
+def _warn_about_budget(
+    ground_truth: dict[str, tuple[np.ndarray, Any]],
+    start_patches: Sequence[Any],
+    per_loop: int,
+    size: tuple[int, int, int],
+    counts: dict[str, dict[str, int]],
+) -> None:
+    """Warn (:class:`~clasp_rs.exceptions.BudgetWarning`) when the starting budget annotates
+    more than :data:`START_FOREGROUND_SHARE` of the pool's foreground, or one loop's budget
+    covers more than :data:`LOOP_VOXEL_SHARE` of its voxels."""
+    import warnings
+
+    from clasp_rs.exceptions import BudgetWarning
+    from clasp_rs.patches import case_id
+
+    total_fg = sum(sum(c.values()) for c in counts.values())
+    annotated_fg = 0
+    by_case: dict[str, list[Any]] = {}
+    for patch in start_patches:
+        by_case.setdefault(case_id(patch.file), []).append(patch)
+    for case, patches in by_case.items():
+        gt = ground_truth[case][0]
+        annotated_fg += int(np.count_nonzero(patch_mask(gt.shape, patches, case) & (gt > 0)))
+    pool_voxels = sum(int(gt.size) for gt, _ in ground_truth.values())
+    loop_voxels = per_loop * int(np.prod(size))
+    if total_fg and annotated_fg / total_fg > START_FOREGROUND_SHARE:
+        warnings.warn(
+            f"the starting budget ({len(start_patches)} patches of {list(size)}) annotates "
+            f"{100 * annotated_fg / total_fg:.0f} % of the pool's foreground voxels before any "
+            "query: the loop has little left to choose; give a smaller --start-budget/--budget "
+            "or --patch-size",
+            BudgetWarning,
+            stacklevel=3,
+        )
+    if pool_voxels and loop_voxels / pool_voxels > LOOP_VOXEL_SHARE:
+        warnings.warn(
+            f"one loop's budget ({per_loop} patches of {list(size)}) covers up to "
+            f"{100 * loop_voxels / pool_voxels:.0f} % of the pool's {pool_voxels} voxels: a few "
+            "loops annotate the whole pool; give a smaller --budget or --patch-size",
+            BudgetWarning,
+            stacklevel=3,
+        )
+
+
 def init_experiment(
     dataset: str,
     experiment: str | os.PathLike[str],
@@ -117,10 +168,15 @@ def init_experiment(
         name: its name after ``DatasetYYY_`` (default: the source's name + ``_clasp``).
 
     Returns:
-        The experiment.
+        The experiment. Its ``loop_000.json`` may hold fewer patches than ``start_budget``
+        when not that many fit without overlapping.
 
     Raises:
         DatasetError: the environment, dataset or options are unusable (nothing written).
+
+    Warns:
+        BudgetWarning: the starting budget annotates more than a quarter of the pool's
+            foreground, or a loop's budget covers more than a tenth of its voxels.
     """
     paths = nnunet_paths()
     root = Path(experiment).resolve()
@@ -216,6 +272,8 @@ def init_experiment(
         classes=sorted(values),
         files={case: f"{case}{ending}" for case in pool},
     )
+
+    _warn_about_budget(ground_truth, start_patches, per_loop, size, counts)
 
     # -- write, under temporary names ------------------------------------------------------------
     ignore = max(values) + 1

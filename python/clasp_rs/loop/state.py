@@ -25,9 +25,12 @@ from typing import Any
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import read_json, write_json
 
-__all__ = ["RunState", "StepHooks", "load_state", "step_key"]
+__all__ = ["REQUIRED_SETTINGS", "RunState", "StepHooks", "load_state", "step_key"]
 
 STATE_VERSION = 1
+
+REQUIRED_SETTINGS = ("strategy", "n_loops", "trainer", "folds", "configuration", "simulate")
+"""Settings every run records before its first step (later ones are optional)."""
 
 
 def step_key(loop: int, name: str) -> str:
@@ -57,6 +60,31 @@ class RunState:
     def started(self) -> bool:
         return bool(self.steps) or self.waiting is not None
 
+    def check_settings(self) -> None:
+        """Check that the recorded settings are complete.
+
+        No settings and no steps is a fresh experiment (the defaults apply). Steps without
+        settings, or settings missing a key of :data:`REQUIRED_SETTINGS`, is a damaged file.
+
+        Raises:
+            DatasetError: naming the file and what is missing.
+        """
+        if not self.settings:
+            if self.steps:
+                raise DatasetError(
+                    f"{self.path}: {len(self.steps)} step(s) recorded but no 'settings': the "
+                    f"file is damaged (a run records its settings, "
+                    f"{', '.join(REQUIRED_SETTINGS)}, before its first step); restore it from a "
+                    "backup or start a new experiment"
+                )
+            return
+        missing = [key for key in REQUIRED_SETTINGS if key not in self.settings]
+        if missing:
+            raise DatasetError(
+                f"{self.path}: 'settings' lacks {', '.join(missing)}: the file is damaged or was "
+                f"edited (a run records {', '.join(REQUIRED_SETTINGS)})"
+            )
+
     def is_done(self, key: str) -> bool:
         return any(entry["step"] == key for entry in self.steps)
 
@@ -74,14 +102,17 @@ class RunState:
             },
         )
 
-    def mark_done(self, key: str, seconds: float, **info: Any) -> None:
-        """Record ``key`` as finished and save (a key is never recorded twice)."""
+    def mark_done(
+        self, key: str, seconds: float, *, finished: str | None = None, **info: Any
+    ) -> None:
+        """Record ``key`` as finished (``finished``: when, UTC ISO 8601; default now) and
+        save (a key is never recorded twice)."""
         if self.is_done(key):
             raise DatasetError(f"step {key} is already recorded as done in {self.path}")
         entry = {
             "step": key,
             "seconds": round(seconds, 3),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished": finished or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         entry.update(info)
         self.steps.append(entry)
@@ -123,4 +154,7 @@ def load_state(path: Path) -> RunState:
         isinstance(s, dict) and isinstance(s.get("step"), str) for s in steps
     ):
         raise DatasetError(f"{path}: 'steps' must be a list of {{\"step\": ...}} objects")
-    return RunState(path, dict(doc.get("settings") or {}), steps, doc.get("waiting"))
+    settings = doc.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise DatasetError(f"{path}: 'settings' must be an object, got {type(settings).__name__}")
+    return RunState(path, dict(settings), steps, doc.get("waiting"))

@@ -1,6 +1,7 @@
 """The steps of a training loop as plain functions on a :class:`LoopContext`: plan,
-preprocess, train a fold, evaluate, predict a fold (or one shard of it), annotate from the
-ground truth. The query steps are in :mod:`clasp_rs.loop.querying`.
+preprocess, train a fold, evaluate, annotate from the ground truth. The prediction + maps
+and query steps are in :mod:`clasp_rs.loop.querying`; :mod:`clasp_rs.loop.graph` turns them
+into executor tasks.
 
 Each step writes its outputs into the experiment folder (atomically, or into a folder it
 first clears) and returns the small JSON record :mod:`clasp_rs.loop.state` keeps for it, so
@@ -10,15 +11,16 @@ running a step again after a crash gives the same result. Only the driver
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clasp_rs._atomic import atomic_path
 from clasp_rs.io.json_files import write_json
 from clasp_rs.loop.experiment import Experiment
 from clasp_rs.nnunet._runtime import nnunet_warnings
@@ -42,8 +44,8 @@ __all__ = [
     "LoopContext",
     "annotated_statistics",
     "evaluate",
+    "dice_summary",
     "plan",
-    "predict",
     "preprocess",
     "simulate_annotation",
     "train",
@@ -63,6 +65,9 @@ class LoopContext:
         folds: the folds trained and ensembled.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         console: where steps report (stderr).
+        planner: nnU-Net's experiment planner class name (``-pl``).
+        plans: the plans identifier the planner wrote (``nnUNetPlans`` for the default one).
+        num_processes: processes for fingerprinting and preprocessing.
     """
 
     exp: Experiment
@@ -73,6 +78,9 @@ class LoopContext:
     folds: tuple[int, ...]
     device: str
     console: Console
+    planner: str = "ExperimentPlanner"
+    plans: str = "nnUNetPlans"
+    num_processes: int = 1
 
     @property
     def dataset(self) -> Path:
@@ -108,8 +116,18 @@ def plan(ctx: LoopContext) -> dict[str, Any]:
     from clasp_rs.nnunet.planning import preprocess as preprocess_cases
 
     with nnunet_warnings():
-        identifier = plan_experiment(ctx.exp.dataset_id, verify=True, num_processes=1)
-        cases = preprocess_cases(ctx.exp.dataset_id, ctx.configuration, plans=identifier)
+        identifier = plan_experiment(
+            ctx.exp.dataset_id,
+            verify=True,
+            num_processes=ctx.num_processes,
+            planner=ctx.planner,
+        )
+        cases = preprocess_cases(
+            ctx.exp.dataset_id,
+            ctx.configuration,
+            plans=identifier,
+            num_processes=ctx.num_processes,
+        )
     write_json(
         ctx.exp.loop_folder(0) / "annotated.json", annotated_statistics(ctx.exp, ctx.paths, 0)
     )
@@ -123,7 +141,13 @@ def preprocess(ctx: LoopContext, loop: int) -> dict[str, Any]:
     changed = sorted(patches_by_case(read_loop_file(ctx.exp.loop_file(loop))))
     with nnunet_warnings():
         if changed:
-            preprocess_cases(ctx.exp.dataset_id, ctx.configuration, cases=changed)
+            preprocess_cases(
+                ctx.exp.dataset_id,
+                ctx.configuration,
+                cases=changed,
+                plans=ctx.plans,
+                num_processes=ctx.num_processes,
+            )
     write_json(
         ctx.exp.loop_folder(loop) / "annotated.json",
         annotated_statistics(ctx.exp, ctx.paths, loop),
@@ -132,13 +156,26 @@ def preprocess(ctx: LoopContext, loop: int) -> dict[str, Any]:
 
 
 def train(ctx: LoopContext, loop: int, fold: int) -> dict[str, Any]:
-    """Train ``fold`` of loop ``loop``; the model goes to ``loops/loop_NNN/model/fold_K``."""
-    from clasp_rs.nnunet.training import model_folder, train_fold
+    """Train ``fold`` of loop ``loop``; the model goes to ``loops/loop_NNN/model/fold_K``.
 
-    results = model_folder(ctx.exp.dataset_id, ctx.trainer, ctx.configuration)
-    target = ctx.model_dir(loop) / f"fold_{fold}"
-    # A previous attempt may have died half-way: start the fold from scratch.
-    shutil.rmtree(results / f"fold_{fold}", ignore_errors=True)
+    nnU-Net trains into ``loops/loop_NNN/training/fold_K/`` (its own results folder, so folds
+    training at once never share a file). An attempt that was killed continues from its
+    latest checkpoint, as ``nnUNetv2_train --c`` does; a fold already moved into the model
+    folder is kept.
+    """
+    from clasp_rs.nnunet.training import model_folder, resumable_checkpoint, train_fold
+
+    model = ctx.model_dir(loop)
+    target = model / f"fold_{fold}"
+    if (target / "checkpoint_final.pth").is_file():
+        return {"reused": True}
+    root = ctx.exp.loop_folder(loop) / "training" / f"fold_{fold}"
+    results = model_folder(
+        ctx.exp.dataset_id, ctx.trainer, ctx.configuration, ctx.plans, results_root=root
+    )
+    found = resumable_checkpoint(results / f"fold_{fold}")
+    if found is None:
+        shutil.rmtree(results / f"fold_{fold}", ignore_errors=True)
     shutil.rmtree(target, ignore_errors=True)
     start = time.perf_counter()
     with nnunet_warnings():
@@ -147,15 +184,24 @@ def train(ctx: LoopContext, loop: int, fold: int) -> dict[str, Any]:
             fold,
             ctx.trainer,
             configuration=ctx.configuration,
+            plans=ctx.plans,
             device=ctx.device,
+            continue_training=found is not None,
+            results_root=root,
         )
     seconds = time.perf_counter() - start
-    target.parent.mkdir(parents=True, exist_ok=True)
+    model.mkdir(parents=True, exist_ok=True)
     for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
         if (results / name).is_file():
-            shutil.copyfile(results / name, ctx.model_dir(loop) / name)
-    shutil.move(str(trained), str(target))
-    return {"train_seconds": round(seconds, 3)}
+            # Every fold writes the same files; each replaces them whole.
+            with atomic_path(model / name, overwrite=True) as tmp:
+                shutil.copyfile(results / name, tmp)
+    os.replace(trained, target)
+    shutil.rmtree(root, ignore_errors=True)
+    info: dict[str, Any] = {"train_seconds": round(seconds, 3)}
+    if found is not None:
+        info["continued_from"] = {"checkpoint": found[0].name, "epoch": found[1]["current_epoch"]}
+    return info
 
 
 def _finite(value: float) -> float | None:
@@ -164,23 +210,22 @@ def _finite(value: float) -> float | None:
 
 def evaluate(ctx: LoopContext, loop: int) -> dict[str, Any]:
     """The fold ensemble of loop ``loop`` on the test split: ``evaluation.json`` with the
-    Dice per class and case and their mean."""
-    from clasp_rs.nnunet.evaluation import ensemble_segmentation, evaluate_segmentations
-    from clasp_rs.nnunet.prediction import predict_probabilities
+    Dice per class and case and their mean. Fused: each test case is preprocessed once and
+    every fold's probabilities are summed in memory (no per-fold files)."""
+    from clasp_rs.nnunet.evaluation import evaluate_segmentations
+    from clasp_rs.nnunet.fused_maps import load_fold_ensemble, predict_ensemble_segmentation
+    from clasp_rs.nnunet.prediction import case_image_files
 
     exp = ctx.exp
-    out = exp.loop_folder(loop) / "test_probabilities"
     with nnunet_warnings():
-        files = predict_probabilities(
-            ctx.model_dir(loop),
-            ctx.dataset / "imagesTs",
-            out,
-            exp.test,
-            folds=list(ctx.folds),
-            device=ctx.device,
-        )
-    predictions = {case: ensemble_segmentation(paths) for case, paths in files.items()}
-    references = {case: ctx.dataset / "labelsTs" / exp.file_of(case) for case in files}
+        ensemble = load_fold_ensemble(ctx.model_dir(loop), list(ctx.folds), device=ctx.device)
+        predictions = {
+            case: predict_ensemble_segmentation(
+                ensemble, case_image_files(ctx.dataset / "imagesTs", case, ensemble.dataset_json)
+            )
+            for case in exp.test
+        }
+    references = {case: ctx.dataset / "labelsTs" / exp.file_of(case) for case in exp.test}
     result = evaluate_segmentations(references, predictions, exp.foreground)
     names = exp.label_names
     per_class = {names[c]: _finite(v) for c, v in result.per_class.items()}
@@ -195,43 +240,17 @@ def evaluate(ctx: LoopContext, loop: int) -> dict[str, Any]:
         },
     }
     write_json(exp.loop_folder(loop) / "evaluation.json", doc)
-    # The probabilities are large and fully summarised by evaluation.json.
-    shutil.rmtree(out, ignore_errors=True)
-    ctx.console.print(
-        f"loop {loop}: mean Dice {doc['mean']}, "
-        + ", ".join(f"{k} {v if v is None else round(v, 4)}" for k, v in per_class.items())
-    )
-    return {"mean_dice": doc["mean"]}
+    return {"mean_dice": doc["mean"], "dice": per_class}
 
 
-def predict(
-    ctx: LoopContext,
-    loop: int,
-    fold: int,
-    *,
-    num_parts: int = 1,
-    part_id: int = 0,
-    out: Path | None = None,
-) -> dict[str, Any]:
-    """``fold``'s probabilities of the pool cases not fully annotated after loop ``loop``
-    (every ``num_parts``-th from ``part_id``), into ``out/fold_K/<case>.npz`` (default the
-    loop's ``pool_probabilities``)."""
-    from clasp_rs.nnunet.prediction import predict_probabilities
+def dice_summary(info: dict[str, Any]) -> str:
+    """``mean Dice 0.4123 (liver 0.61, spleen 0.3, kidney 0.33)`` from an evaluate record."""
 
-    out = out or ctx.exp.loop_folder(loop) / "pool_probabilities"
-    cases: Sequence[str] = ctx.unlabelled_pool(loop)
-    with nnunet_warnings():
-        done = predict_probabilities(
-            ctx.model_dir(loop),
-            ctx.dataset / "imagesTr",
-            out,
-            cases,
-            folds=[fold],
-            device=ctx.device,
-            num_parts=num_parts,
-            part_id=part_id,
-        )
-    return {"cases": len(done)}
+    def show(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    per_class = ", ".join(f"{k} {show(v)}" for k, v in (info.get("dice") or {}).items())
+    return f"mean Dice {show(info.get('mean_dice'))}" + (f" ({per_class})" if per_class else "")
 
 
 def simulate_annotation(exp: Experiment, dataset: Path, loop: int) -> dict[str, Any]:

@@ -75,43 +75,45 @@ def dice_per_class(
     return scores
 
 
-def ensemble_segmentation(probability_files: Sequence[Path | str]) -> np.ndarray:
+def ensemble_segmentation(probability_files: Iterable[Path | str | np.ndarray]) -> np.ndarray:
     """Argmax of the mean of per-fold class probabilities.
 
     Args:
-        probability_files: ``.npz`` files of one case, one per fold, each with key
-            ``probabilities``: float (C, Z, Y, X), channel 0 background.
+        probability_files: one case's folds, ``.npz`` files with key ``probabilities`` or
+            arrays, each float (C, Z, Y, X), channel 0 background; read one at a time.
 
     Returns:
         uint8 (or uint16 for more than 255 classes) label map (Z, Y, X); channel index =
         label value, as for nnU-Net's non-region datasets.
 
     Raises:
-        InvalidProbabilitiesError: no files, a missing key, or shapes that differ.
+        InvalidProbabilitiesError: no folds, a missing key, or shapes that differ.
     """
-    if not probability_files:
-        raise InvalidProbabilitiesError("no probability files to ensemble")
     total: np.ndarray | None = None
-    for path in probability_files:
-        with np.load(path, allow_pickle=False) as data:
-            if PROBABILITIES_KEY not in data:
-                raise InvalidProbabilitiesError(
-                    f"{path} has no 'probabilities' array (has {list(data.keys())})"
-                )
-            probabilities = data[PROBABILITIES_KEY]
+    for fold in probability_files:
+        if isinstance(fold, np.ndarray):
+            probabilities, name = fold, "fold"
+        else:
+            with np.load(fold, allow_pickle=False) as data:
+                if PROBABILITIES_KEY not in data:
+                    raise InvalidProbabilitiesError(
+                        f"{fold} has no 'probabilities' array (has {list(data.keys())})"
+                    )
+                probabilities, name = data[PROBABILITIES_KEY], str(fold)
         if probabilities.ndim != 4:
             raise InvalidProbabilitiesError(
-                f"{path}: probabilities of shape {probabilities.shape}; expected (C, Z, Y, X)"
+                f"{name}: probabilities of shape {probabilities.shape}; expected (C, Z, Y, X)"
             )
         if total is None:
             total = probabilities.astype(np.float64)
         elif total.shape != probabilities.shape:
             raise InvalidProbabilitiesError(
-                f"{path}: shape {probabilities.shape} differs from {total.shape} of the other folds"
+                f"{name}: shape {probabilities.shape} differs from {total.shape} of the other folds"
             )
         else:
             total += probabilities
-    assert total is not None
+    if total is None:
+        raise InvalidProbabilitiesError("no probability files to ensemble")
     dtype = np.uint8 if total.shape[0] <= 256 else np.uint16
     return np.argmax(total, axis=0).astype(dtype)
 

@@ -134,6 +134,7 @@ def preprocess(
     *,
     cases: Iterable[str] | None = None,
     plans: str = DEFAULT_PLANS,
+    num_processes: int = 1,
 ) -> list[str]:
     """Preprocess cases for one configuration with nnU-Net's preprocessor, in this process.
 
@@ -147,6 +148,8 @@ def preprocess(
         cases: case ids to (re)process; all training cases when None. Cases no longer in the
             raw dataset are not removed.
         plans: plans identifier.
+        num_processes: cases preprocessed at once, each in its own (spawned) process; 1
+            preprocesses in this process.
 
     Returns:
         The case ids processed, sorted.
@@ -169,7 +172,6 @@ def preprocess(
             f"{list(plans_manager.available_configurations)}"
         )
     configuration_manager = plans_manager.get_configuration(configuration)
-    dataset_json = load_dataset_json(folder / "dataset.json")
     available = raw_cases(dataset)
     wanted = sorted(available) if cases is None else sorted(set(cases))
     unknown = [c for c in wanted if c not in available]
@@ -180,24 +182,54 @@ def preprocess(
     output.mkdir(parents=True, exist_ok=True)
     gt_folder = folder / "gt_segmentations"
     gt_folder.mkdir(exist_ok=True)
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    jobs = []
+    for case in wanted:
+        images = available[case]["images"]
+        assert isinstance(images, list)
+        label = str(available[case]["label"])
+        jobs.append((str(plans_file), configuration, str(output), case, images, label))
+    if num_processes == 1 or len(jobs) < 2:
+        for job in jobs:
+            _preprocess_job(*job)
+            _copy_atomic(Path(job[5]), gt_folder / Path(job[5]).name)
+        return wanted
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the caller may hold threads (torch, Ray) that a forked child would
+    # inherit in a locked state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(num_processes, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(_preprocess_job, *job) for job in jobs]
+        for job, future in zip(jobs, futures, strict=True):
+            future.result()
+            _copy_atomic(Path(job[5]), gt_folder / Path(job[5]).name)
+    return wanted
+
+
+def _preprocess_job(
+    plans_file: str, configuration: str, output: str, case: str, images: list[str], label: str
+) -> None:
+    """Preprocess one case (picklable arguments: runs in a worker process too)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(plans_file)
+    configuration_manager = plans_manager.get_configuration(configuration)
+    dataset_json = load_dataset_json(Path(plans_file).parent / "dataset.json")
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
     with nnunet_warnings():
-        for case in wanted:
-            label = str(available[case]["label"])
-            images = available[case]["images"]
-            assert isinstance(images, list)
-            _preprocess_case(
-                preprocessor,
-                output,
-                case,
-                images,
-                label,
-                plans_manager,
-                configuration_manager,
-                dataset_json,
-            )
-            _copy_atomic(Path(label), gt_folder / Path(label).name)
-    return wanted
+        _preprocess_case(
+            preprocessor,
+            Path(output),
+            case,
+            images,
+            label,
+            plans_manager,
+            configuration_manager,
+            dataset_json,
+        )
 
 
 def _preprocess_case(

@@ -38,9 +38,10 @@ __all__ = ["nnUNetTrainer_clasp_tiny", "TRAINERS"]
 class nnUNetTrainer_clasp_tiny(nnUNetTrainerNoDA):  # noqa: N801 - nnU-Net's naming scheme
     """A trainer that finishes in seconds on a CPU, for tests and smoke runs.
 
-    Two epochs of four iterations (two validation iterations each), no data augmentation and
-    no test-time mirroring (from ``nnUNetTrainerNoDA``), and the planned U-Net topology with
-    at most ``MAX_FEATURES`` channels per stage (starting at ``BASE_FEATURES``). Its models
+    Two epochs of four iterations (two validation iterations each), a checkpoint after each
+    epoch, no data augmentation and no test-time mirroring (from ``nnUNetTrainerNoDA``), and
+    the planned U-Net topology with at most ``MAX_FEATURES`` channels per stage (starting at
+    ``BASE_FEATURES``). Its models
     are useless for segmentation; they exercise every step of training and inference.
     """
 
@@ -63,6 +64,9 @@ class nnUNetTrainer_clasp_tiny(nnUNetTrainerNoDA):  # noqa: N801 - nnU-Net's nam
         self.num_epochs = self.NUM_EPOCHS
         self.num_iterations_per_epoch = self.ITERATIONS_PER_EPOCH
         self.num_val_iterations_per_epoch = self.VAL_ITERATIONS_PER_EPOCH
+        # A checkpoint_latest.pth after every epoch (nnU-Net: every 50), so that an
+        # interrupted training has something to continue from, as a long one would.
+        self.save_every = 1
 
     @classmethod
     def _features(cls, n_stages: int) -> list[int]:

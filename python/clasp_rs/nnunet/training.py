@@ -15,7 +15,18 @@ from clasp_rs.nnunet.checkpoints import load_checkpoint
 from clasp_rs.nnunet.paths import dataset_name
 from clasp_rs.nnunet.planning import DEFAULT_PLANS, preprocessed_folder
 
-__all__ = ["resolve_trainer", "model_folder", "train_fold", "write_splits"]
+__all__ = [
+    "CHECKPOINTS_TO_CONTINUE",
+    "model_folder",
+    "resolve_trainer",
+    "restore_checkpoint",
+    "resumable_checkpoint",
+    "train_fold",
+    "write_splits",
+]
+
+CHECKPOINTS_TO_CONTINUE = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+"""The checkpoints ``nnUNetv2_train --c`` continues from, in the order it looks for them."""
 
 
 def resolve_trainer(trainer: str | type) -> type:
@@ -55,6 +66,63 @@ def resolve_trainer(trainer: str | type) -> type:
     if not (isinstance(trainer, type) and issubclass(trainer, nnUNetTrainer)):
         raise ValueError(f"trainer {trainer!r} is not a subclass of nnUNetTrainer")
     return trainer
+
+
+def resumable_checkpoint(fold_folder: Path | str) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint an interrupted training of this fold continues from, loaded.
+
+    The first of :data:`CHECKPOINTS_TO_CONTINUE` that exists and reads (a checkpoint whose
+    write was cut short by a kill does not, and the next one is tried), or None.
+
+    Returns:
+        ``(path, checkpoint)``; ``checkpoint["current_epoch"]`` is the epoch training goes on
+        with.
+    """
+    import pickle
+    import zipfile
+
+    for name in CHECKPOINTS_TO_CONTINUE:
+        path = Path(fold_folder) / name
+        if not path.is_file():
+            continue
+        try:
+            return path, load_checkpoint(path)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile):
+            continue
+    return None
+
+
+def restore_checkpoint(trainer: Any, checkpoint: dict[str, Any]) -> None:
+    """Put a loaded checkpoint into a trainer, as ``nnUNetTrainer.load_checkpoint`` does.
+
+    nnU-Net's method unpickles a path with ``weights_only=False`` (we never load pickles that
+    way), and given an already loaded dict it fails (nnunetv2 2.8: ``UnboundLocalError``), so
+    its steps are repeated here: weights (``module.`` prefixes of DataParallel checkpoints
+    dropped), epoch, logger, best EMA Dice, mirroring axes, optimizer and grad scaler state.
+    """
+    from torch._dynamo import OptimizedModule
+
+    if not trainer.was_initialized:
+        trainer.initialize()
+    network = trainer.network.module if trainer.is_ddp else trainer.network
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    own = network.state_dict().keys()
+    weights = {
+        (k[len("module.") :] if k not in own and k.startswith("module.") else k): v
+        for k, v in checkpoint["network_weights"].items()
+    }
+    trainer.my_init_kwargs = checkpoint["init_args"]
+    trainer.current_epoch = checkpoint["current_epoch"]
+    trainer.logger.load_checkpoint(checkpoint["logging"])
+    trainer._best_ema = checkpoint["_best_ema"]
+    trainer.inference_allowed_mirroring_axes = checkpoint.get(
+        "inference_allowed_mirroring_axes", trainer.inference_allowed_mirroring_axes
+    )
+    network.load_state_dict(weights)
+    trainer.optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if trainer.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
+        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
 
 
 def model_folder(
@@ -119,7 +187,9 @@ def train_fold(
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None for CUDA when available.
             Data augmentation runs in ``nnUNet_n_proc_DA`` background processes (0: in this
             process, best on small CPUs).
-        continue_training: resume from the fold's latest checkpoint when there is one.
+        continue_training: go on from the fold's checkpoint when there is one, as
+            ``nnUNetv2_train --c`` does (see :func:`resumable_checkpoint`); otherwise train
+            from scratch.
         validate: afterwards, run nnU-Net's own validation on the fold's validation cases
             (writes ``validation/`` and spawns ``nnUNet_def_n_proc`` export workers).
         results_root: write the model under this folder instead of ``$nnUNet_results``
@@ -183,11 +253,9 @@ def _train_fold(
     )
     output = Path(instance.output_folder)
     if continue_training:
-        for name in ("checkpoint_final.pth", "checkpoint_latest.pth"):
-            if (output / name).is_file():
-                # nnU-Net would unpickle the file itself; hand it the safely loaded dict.
-                instance.load_checkpoint(load_checkpoint(output / name))
-                break
+        found = resumable_checkpoint(output)
+        if found is not None:
+            restore_checkpoint(instance, found[1])
     with nnunet_warnings():
         instance.run_training()
         if validate:

@@ -18,7 +18,7 @@ from clasp_rs.exceptions import InvalidProbabilitiesError
 from clasp_rs.io.probabilities import source_shape
 from clasp_rs.strategies.types import MAP_NEEDS, ScoreSet
 
-__all__ = ["compute_score_sets", "score_set_for_case"]
+__all__ = ["compute_score_sets", "score_set_for_case", "score_set_from_maps"]
 
 
 def _check_case(case: Any) -> str:
@@ -78,6 +78,32 @@ def score_set_for_case(
         raise InvalidProbabilitiesError(
             f"case {case!r}: " + (f"{hint} ({err})" if hint else str(err))
         ) from None
+    return score_set_from_maps(case, maps, needs, workdir=workdir, dtype=dtype)
+
+
+def score_set_from_maps(
+    case: str,
+    maps: Any,
+    needs: frozenset[str],
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    dtype: str = "float32",
+) -> ScoreSet:
+    """The :class:`ScoreSet` of one case from its computed maps.
+
+    Args:
+        case: case name (names the files in ``workdir``).
+        maps: the case's :class:`clasp_rs.uncertainty.CaseMaps` (on the CPU).
+        needs: as for :func:`score_set_for_case`.
+        workdir: write the maps there (``.npy``, named by
+            :func:`clasp_rs.uncertainty.score_volume_names`, ``<case>_mi.npy``) and return
+            their paths; None keeps them in memory.
+        dtype: ``.npy`` dtype in ``workdir``, ``"float32"`` or ``"float16"``.
+    """
+    from clasp_rs import uncertainty
+
+    case = _check_case(case)
+    with_mi = "mutual_information" in needs
     scores = maps.scores
     shape = (int(scores.shape[1]), int(scores.shape[2]), int(scores.shape[3]))
     classes: tuple[Any, ...] = ()
