@@ -4,7 +4,6 @@ results, shards' parts and anything outside the experiment stay."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,10 @@ import pytest
 from clasp_rs.loop.cleanup import remove_leftovers
 from clasp_rs.loop.setup import init_experiment
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-
 
 @pytest.fixture
-def experiment(monkeypatch, tmp_path):
+def experiment(ct_dataset, tmp_path):
     pytest.importorskip("SimpleITK")
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
     return init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=8)
 
 

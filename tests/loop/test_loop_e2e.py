@@ -10,6 +10,17 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pytest
+
+from clasp_rs.cli import main
+from clasp_rs.loop.driver import RunOptions, run_experiment
+from clasp_rs.loop.experiment import load_experiment
+from clasp_rs.loop.state import StepHooks, load_state
+from clasp_rs.nnunet.labels import partial_labels
+from clasp_rs.patches import identical_patches, read_loop_file, read_loop_meta, write_loop_file
+from testdata import copy_ct_dataset
+
 STEPS_0 = [
     "000/plan",
     "000/train/fold_0",
@@ -143,8 +154,8 @@ def test_init_two_loops_resume_and_report(monkeypatch, tmp_path, capsys):
             )
         assert load_state(exp.state_file).done_keys() == STEPS_0[:4]
         assert exp.loop_file(1).is_file()  # written (merged from the parts), not recorded
-from clasp_rs.patches import identical_patches, read_loop_file, read_loop_meta, write_loop_file
-from testdata import copy_ct_dataset
+        assert identical_patches(read_loop_file(exp.loop_file(1)), expected)
+        assert exp.loop_file(1).read_bytes() == reference.read_bytes()
 
         ran: list[str] = []
         outcome = run_experiment(

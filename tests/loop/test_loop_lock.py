@@ -102,21 +102,13 @@ def test_a_symlink_in_place_of_the_lock_file_is_not_followed(tmp_path):
     assert outside.read_text() == "keep"
 
 
-def test_a_second_driver_of_an_experiment_is_refused(monkeypatch, tmp_path, capsys):
+def test_a_second_driver_of_an_experiment_is_refused(ct_dataset, tmp_path, capsys):
     """``clasp-rs run`` and ``clasp-rs annotate`` while another driver holds the experiment:
     one line naming the holder, nothing started."""
     pytest.importorskip("SimpleITK")
-    import shutil
-    from pathlib import Path
-
     from clasp_rs.cli import main
     from clasp_rs.loop.setup import init_experiment
 
-    data = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(data, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
     exp = init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=8)
     with _holder(exp.root) as proc:
         assert main(["run", str(exp.root), "--simulate", "--device", "cpu"]) == 2

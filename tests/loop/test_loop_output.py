@@ -4,26 +4,20 @@ one progress line per step, nnU-Net's output in per-step log files."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from clasp_rs.cli import main
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.patches import Patch, write_loop_file
-
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
+from testdata import copy_ct_dataset
 
 
 def _experiment(monkeypatch, tmp_path, *, simulate: bool, patches: int):
     """An experiment whose state says loop 0 is trained, evaluated and queried (the query
     holding ``patches`` patches), without any nnU-Net work done."""
     pytest.importorskip("nnunetv2")
-    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
+    copy_ct_dataset(monkeypatch, tmp_path)
     exp = init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=8)
     case = exp.pool[0]
     query = [Patch(exp.file_of(case), (0, 0, 0), (4, 16, 16))][:patches]

@@ -19,13 +19,12 @@ import subprocess
 import sys
 import textwrap
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+from testdata import copy_ct_dataset
+
 TRAINER = "nnUNetTrainer_clasp_tiny_killed_once"
 
 # Found by nnU-Net through nnUNet_extTrainer, in the driver and in every Ray worker.
@@ -88,9 +87,7 @@ def test_ray_loop_parallel_folds_retry_and_the_local_query(ray_executor, monkeyp
     from clasp_rs.nnunet.labels import partial_labels
     from clasp_rs.patches import read_loop_file
 
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
+    copy_ct_dataset(monkeypatch, tmp_path)
     trainers = tmp_path / "trainers"
     trainers.mkdir()
     (trainers / "clasp_rs_test_trainers.py").write_text(KILLER)
@@ -100,7 +97,6 @@ def test_ray_loop_parallel_folds_retry_and_the_local_query(ray_executor, monkeyp
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     monkeypatch.setenv("nnUNet_def_n_proc", "1")
     monkeypatch.setenv("nnUNet_compile", "false")
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
     root = tmp_path / "exp"
     exp = init_experiment("900", root, patch_size=(4, 16, 16), budget=8)
 

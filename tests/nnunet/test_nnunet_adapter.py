@@ -444,7 +444,7 @@ def test_fused_maps_equal_the_maps_of_the_npz_export(trained, monkeypatch, tmp_p
     from clasp_rs.nnunet.trainers import nnUNetTrainer_clasp_tiny
     from clasp_rs.uncertainty import compute_case_maps, score_volume_names
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     if not (trained["model"] / "fold_1" / "checkpoint_final.pth").is_file():
         nn.train_fold(DATASET_ID, 1, nnUNetTrainer_clasp_tiny, device="cpu")
@@ -540,7 +540,7 @@ def test_interrupted_training_continues_from_its_latest_checkpoint(trained, monk
             if self.current_epoch == 1:
                 raise Interrupted
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     results = trained["root"] / "resumed"
     with pytest.raises(Interrupted):
@@ -579,7 +579,7 @@ def test_interrupted_training_continues_from_its_latest_checkpoint(trained, monk
 def test_preprocessing_in_several_processes_writes_the_same_files(trained, monkeypatch):
     import clasp_rs.nnunet as nn
 
-    for name in ENV:
+    for name in NNUNET_VARIABLES:
         monkeypatch.setenv(name, str(trained["root"] / name))
     folder = nn.preprocessed_folder(DATASET_ID) / "nnUNetPlans_3d_fullres"
     cases = ["case_003", "case_006"]
