@@ -98,6 +98,24 @@ def test_local_runs_in_order_logs_output_and_records_times(tmp_path, capfd):
     assert "a.txt" not in out and f"writing {tmp_path / 'b.txt'}" in out
 
 
+def _threads() -> dict:
+    import torch
+
+    return {"threads": torch.get_num_threads()}
+
+
+def test_local_pins_the_threads_of_network_tasks_only_and_restores_them():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    records: list[TaskRecord] = []
+    tasks = [Task("000/evaluate", _threads, uses_devices=True), Task("000/query", _threads)]
+    make_executor("local", network_threads=1).run(tasks, on_done=records.append)
+    assert [r.info["threads"] for r in records] == [1, before]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="network_threads only"):
+        make_executor("local", address="auto")
+
+
 def test_graph_order_is_checked():
     with pytest.raises(ValueError, match="waits for 000/b, which comes after it"):
         LocalExecutor().run([Task("000/a", _sleep, (0,), after=("000/b",)), Task("000/b", _sleep)])

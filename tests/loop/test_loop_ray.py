@@ -6,7 +6,8 @@ trainer, the bundled CT scans, simulated annotation):
   again, the training continues from its checkpoint, and the run finishes with every patch
   applied once;
 * the query (two prediction shards, two query parts, merged) is byte for byte the one the
-  local executor writes from the same models (one shard, in this process);
+  local executor writes from the same models (one shard, in this process, with the same
+  torch thread count for the networks);
 * every loop's model folder works with nnU-Net's own ``nnUNetv2_predict_from_modelfolder``.
 """
 
@@ -129,10 +130,12 @@ def test_ray_loop_parallel_folds_retry_and_the_local_query(ray_executor, monkeyp
         if key == "000/query":
             raise Killed(key)
 
+    # On a CPU a network's floats depend on torch's thread count: the local run computes with
+    # the one thread each Ray task has (--cpus-per-task 1).
     with pytest.raises(Killed):
         run_experiment(
             local,
-            RunOptions(resume=True, device="cpu"),
+            RunOptions(resume=True, device="cpu", cpus_per_task=1),
             hooks=StepHooks(after=stop_after_query),
         )
     local_steps = load_state(local / "state.json").done_keys()

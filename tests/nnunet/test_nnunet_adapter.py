@@ -599,3 +599,20 @@ def test_preprocessing_in_several_processes_writes_the_same_files(trained, monke
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="num_processes must be >= 1"):
         nn.preprocess(DATASET_ID, "3d_fullres", cases=cases, num_processes=0)
+
+
+@pytest.mark.nnunet
+@pytest.mark.slow
+def test_another_planner_writes_its_own_plans(trained, monkeypatch):
+    """``clasp-rs run --planner`` (nnU-Net's ``-pl``): the ResEnc planner's plans identifier
+    is what the loop records and trains with."""
+    import clasp_rs.nnunet as nn
+
+    for name in NNUNET_VARIABLES:
+        monkeypatch.setenv(name, str(trained["root"] / name))
+    identifier = nn.plan_experiment(DATASET_ID, verify=False, planner="nnUNetPlannerResEncM")
+    assert identifier == "nnUNetResEncUNetMPlans"
+    plans = json.loads((nn.preprocessed_folder(DATASET_ID) / f"{identifier}.json").read_text())
+    assert plans["experiment_planner_used"] == "nnUNetPlannerResEncM"
+    with pytest.raises(ValueError, match="no experiment planner named 'NoSuchPlanner'"):
+        nn.plan_experiment(DATASET_ID, verify=False, planner="NoSuchPlanner")

@@ -97,7 +97,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="GPUs per training, evaluation and prediction task (default 1 with GPUs, else 0)",
     )
     many.add_argument(
-        "--cpus-per-task", type=float, default=1.0, metavar="C", help="CPU slots per task"
+        "--cpus-per-task",
+        type=float,
+        default=None,
+        metavar="C",
+        help="CPU slots (and torch threads) per task (ray, default 1); with local, the torch "
+        "threads of training, evaluation and prediction (default: all)",
     )
     many.add_argument(
         "--shards",

@@ -136,7 +136,8 @@ def _spec(exp: Experiment, settings: dict[str, Any], options: RunOptions) -> gra
 
 def _make_executor(options: RunOptions) -> Executor:
     if options.executor == "local":
-        return make_executor("local")
+        cpus = options.cpus_per_task
+        return make_executor("local", network_threads=None if cpus is None else int(cpus))
     return make_executor("ray", address=options.ray_address, max_retries=options.task_retries)
 
 
@@ -176,11 +177,12 @@ class _Loop:
         gpus = options.gpus_per_task
         if gpus is None:
             gpus = 1.0 if total_gpus > 0 else 0.0
-        if gpus < 0 or options.cpus_per_task <= 0:
+        per_task = 1.0 if options.cpus_per_task is None else options.cpus_per_task
+        if gpus < 0 or per_task <= 0:
             raise DatasetError("--gpus-per-task must be >= 0 and --cpus-per-task > 0")
         cpus = float(getattr(self.executor, "total_cpus", 1.0))
-        slots = int(total_gpus // gpus) if gpus > 0 else int(cpus // options.cpus_per_task)
-        return Resources(cpus=options.cpus_per_task, gpus=gpus), max(1, slots)
+        slots = int(total_gpus // gpus) if gpus > 0 else int(cpus // per_task)
+        return Resources(cpus=per_task, gpus=gpus), max(1, slots)
 
     def shards(self, loop: int) -> int:
         if self.options.shards is not None:

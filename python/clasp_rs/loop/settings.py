@@ -55,7 +55,8 @@ class RunOptions:
             ``HOST:PORT`` joins a running cluster.
         gpus_per_task: GPUs each training, evaluation and prediction task asks for (ray;
             default 1 when the cluster has GPUs, else 0).
-        cpus_per_task: CPU slots each task asks for (ray; default 1).
+        cpus_per_task: CPU slots each task asks for and computes with (ray; default 1);
+            with ``local``, the torch threads of the network tasks (default: the process's).
         shards: prediction + maps tasks per loop (default 1 for local; for ray, as many as
             tasks fit at once).
         task_retries: how often Ray runs a task again after its worker process died.
@@ -77,7 +78,7 @@ class RunOptions:
     executor: str = "local"
     ray_address: str | None = None
     gpus_per_task: float | None = None
-    cpus_per_task: float = 1.0
+    cpus_per_task: float | None = None
     shards: int | None = None
     task_retries: int = 2
 

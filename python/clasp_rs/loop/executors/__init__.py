@@ -44,17 +44,19 @@ def make_executor(name: str, **options: Any) -> Executor:
 
     Args:
         name: ``"local"`` or ``"ray"``.
-        options: for ``ray``, :class:`.ray_executor.RayExecutor`'s keyword arguments
-            (``address``, ``max_retries``, ...); ``local`` takes none.
+        options: the executor's keyword arguments: :class:`.local.LocalExecutor`'s
+            (``network_threads``) or :class:`.ray_executor.RayExecutor`'s (``address``,
+            ``max_retries``, ...).
 
     Raises:
         ValueError: an unknown name, or options ``local`` does not take.
         ImportError: ``ray`` without Ray installed (names the extra).
     """
     if name == "local":
-        if options:
-            raise ValueError(f"the local executor takes no options, got {sorted(options)}")
-        return LocalExecutor()
+        unknown = sorted(set(options) - {"network_threads"})
+        if unknown:
+            raise ValueError(f"the local executor takes network_threads only, got {unknown}")
+        return LocalExecutor(**options)
     if name == "ray":
         from clasp_rs.loop.executors.ray_executor import RayExecutor
 

@@ -128,8 +128,9 @@ def run_task(task: Task, *, threads: int | None = None) -> TaskRecord:
 
     Args:
         task: the task.
-        threads: set torch's thread count to this first (a worker computing in the CPU
-            slots it was given); None leaves it alone.
+        threads: torch's thread count while the task runs (restored afterwards): a worker
+            computing in the CPU slots it was given, or network tasks pinned to a count so
+            that their floats match another executor's; None leaves it alone.
 
     Raises:
         Whatever the function raises.
@@ -138,10 +139,13 @@ def run_task(task: Task, *, threads: int | None = None) -> TaskRecord:
 
     wall = time.time()
     start = time.perf_counter()
-    if threads is not None:
-        _set_threads(threads)
-    with output_to(task.log):
-        info = task.function(*task.args) or {}
+    previous = _set_threads(threads) if threads is not None else None
+    try:
+        with output_to(task.log):
+            info = task.function(*task.args) or {}
+    finally:
+        if previous is not None:
+            _set_threads(previous)
     seconds = time.perf_counter() - start
     return TaskRecord(
         key=task.key,
@@ -155,12 +159,16 @@ def run_task(task: Task, *, threads: int | None = None) -> TaskRecord:
     )
 
 
-def _set_threads(n: int) -> None:
+def _set_threads(n: int) -> int | None:
+    """Set torch's thread count; returns the previous one (None without torch)."""
     from clasp_rs._optional import torch_or_none
 
     torch = torch_or_none()
-    if torch is not None:
-        torch.set_num_threads(max(1, n))
+    if torch is None:
+        return None
+    previous = int(torch.get_num_threads())
+    torch.set_num_threads(max(1, n))
+    return previous
 
 
 def check_graph(tasks: Sequence[Task]) -> None:

@@ -14,9 +14,21 @@ __all__ = ["LocalExecutor"]
 
 
 class LocalExecutor(Executor):
-    """Runs tasks sequentially in the calling process (resources are not enforced)."""
+    """Runs tasks sequentially in the calling process (resources are not enforced).
+
+    Args:
+        network_threads: torch threads of the tasks that run networks (``uses_devices``),
+            restored afterwards; None keeps the process's. On a CPU a network's floats depend
+            on torch's thread count, so a local run reproduces a Ray run's maps and query
+            byte for byte with the thread count of Ray's tasks (``--cpus-per-task``).
+    """
 
     name = "local"
+
+    def __init__(self, network_threads: int | None = None) -> None:
+        if network_threads is not None and network_threads < 1:
+            raise ValueError(f"network_threads must be >= 1, got {network_threads}")
+        self.network_threads = network_threads
 
     def run(
         self,
@@ -28,6 +40,7 @@ class LocalExecutor(Executor):
         for task in tasks:
             if on_start is not None:
                 on_start(task)
-            record = run_task(task)
+            threads = self.network_threads if task.uses_devices else None
+            record = run_task(task, threads=threads)
             if on_done is not None:
                 on_done(record)
