@@ -14,11 +14,11 @@ import pytest
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import write_json
-from clasp_rs.loop.metrics import aubc, fg_efficiency
 from clasp_rs.loop.report import build_report
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.loop.state import load_state
 from clasp_rs.loop.tasks import annotated_statistics, simulate_annotation
+from clasp_rs.metrics import aubc, fg_efficiency
 from clasp_rs.nnunet.paths import nnunet_paths
 from clasp_rs.patches import patches_by_case, read_loop_file, write_loop_file
 

@@ -63,7 +63,7 @@ def _save(fig: Any, path: Path) -> Path:
 def plot_dice_vs_budget(summaries: Sequence[Any], path: str | os.PathLike[str]) -> Path:
     """Mean Dice vs annotated voxels (left) and vs annotated foreground share with the FG-Eff
     fits (right), one line per experiment, labelled by strategy."""
-    from clasp_rs.loop.metrics import saturating_exponential
+    from clasp_rs.metrics import saturating_exponential
 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -2,7 +2,7 @@
 
 Per experiment it reads ``experiment.json``, ``state.json`` (the strategy) and each finished
 loop's ``evaluation.json`` and ``annotated.json``, and computes Final Dice, AUBC and FG-Eff
-(:mod:`clasp_rs.loop.metrics`). Output folder::
+(:mod:`clasp_rs.metrics`). Output folder::
 
     summary.json        every number below, per experiment and loop
     summary.csv         one row per experiment and loop
@@ -27,7 +27,7 @@ from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
-from clasp_rs.loop.metrics import ExponentialFit, aubc, fg_efficiency
+from clasp_rs.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 
 __all__ = ["ExperimentSummary", "LoopRecord", "build_report", "summarise_experiment"]
