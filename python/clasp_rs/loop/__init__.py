@@ -25,7 +25,9 @@ Modules: :mod:`.experiment` (experiment.json and paths), :mod:`.state` (progress
 :mod:`.starting_budget`, :mod:`.setup` (init), :mod:`.settings` (what run is asked),
 :mod:`.tasks` (the steps on a LoopContext), :mod:`.querying` (the query steps, through
 :mod:`clasp_rs.query`), :mod:`.driver` (run: order and record the steps),
-:mod:`.annotation` and :mod:`.human` (a human's labels), :mod:`.metrics`, :mod:`.report`,
-:mod:`.plots`. Label files are read and written by :mod:`clasp_rs.nnunet.labels`.
+:mod:`.annotation` and :mod:`.human` (a human's labels), :mod:`.report`, :mod:`.plots` (the
+metrics are :mod:`clasp_rs.metrics`), :mod:`.study`, :mod:`.study_run`, :mod:`.study_report`
+(campaigns of strategies × seeds). Label files are read and written by
+:mod:`clasp_rs.nnunet.labels`.
 Nothing here imports torch or nnunetv2 until a step needs them.
 """

@@ -77,9 +77,7 @@ class ExperimentSummary:
             "final_dice": self.final_dice,
             "aubc": self.aubc,
             "fg_eff": None if self.fit is None else self.fit.rate,
-            "fg_fit": None
-            if self.fit is None
-            else {"plateau": self.fit.plateau, "rate": self.fit.rate, "rmse": self.fit.rmse},
+            "fg_fit": None if self.fit is None else self.fit.to_json(),
             "patch_size": list(self.experiment.patch_size),
             "budget": self.experiment.budget,
             "loops": [
@@ -157,6 +155,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fg_cell(fit: ExponentialFit | None) -> str:
+    """FG-Eff with its standard error; a flagged fit is marked, its reasons in the tooltip."""
+    if fit is None:
+        return "<td>–</td>"
+    se = "" if fit.rate_se is None else f" ± {fit.rate_se:.2f}"
+    if not fit.flags:
+        return f"<td>{fit.rate:.2f}{se}</td>"
+    reasons = html.escape("; ".join(fit.flags))
+    return f'<td title="{reasons}" style="color:#a05a00">{fit.rate:.2f}{se} ⚠ flagged</td>'
+
+
 def _embed(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
@@ -167,7 +176,7 @@ def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
         "<tr>"
         f"<td>{html.escape(s.name)}</td><td>{html.escape(s.strategy)}</td>"
         f"<td>{len(s.loops)}</td><td>{_fmt(s.final_dice)}</td><td>{_fmt(s.aubc)}</td>"
-        f"<td>{_fmt(None if s.fit is None else s.fit.rate, 2)}</td>"
+        f"{_fg_cell(s.fit)}"
         f"<td>{_fmt(None if s.fit is None else s.fit.plateau)}</td>"
         f"<td>{s.loops[-1].voxels}</td><td>{s.loops[-1].patches}</td>"
         "</tr>"
@@ -202,7 +211,8 @@ img {{ max-width: 100%; }} figure {{ margin: 0 0 2em 0; }}
 AUBC: trapezoid area under mean Dice over loops, loops spaced evenly on [0, 1].
 FG-Eff: rate <i>b</i> of the least-squares fit
 Dice &asymp; <i>a</i>(1 &minus; e<sup>&minus;<i>b f</i></sup>),
-<i>f</i> = annotated share of the pool's foreground voxels (<i>a</i>: plateau).</p>
+<i>f</i> = annotated share of the pool's foreground voxels (<i>a</i>: plateau), ± its
+standard error; &#9888; flagged: a fit whose rate cannot be trusted (hover for why).</p>
 <table><tr><th>experiment</th><th>strategy</th><th>loops</th><th>Final Dice</th><th>AUBC</th>
 <th>FG-Eff</th><th>plateau a</th><th>annotated voxels</th><th>patches</th></tr>{rows}</table>
 <h2>Per loop</h2>
