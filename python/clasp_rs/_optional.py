@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["import_torch", "import_nnunetv2", "torch_or_none"]
+__all__ = ["import_nnunetv2", "import_report_dependency", "import_torch", "torch_or_none"]
 
 
 def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
@@ -49,3 +49,13 @@ def import_nnunetv2() -> ModuleType:
             ``clasp-rs[nnunet]``.
     """
     return _import_or_explain("nnunetv2", "nnunet", "running the nnU-Net loop")
+
+
+def import_report_dependency(module: str) -> ModuleType:
+    """Return ``matplotlib`` or ``scipy`` (reports: figures, FG-Eff fits, t-tests).
+
+    Raises:
+        ImportError: the module is not installed; the message says to install
+            ``clasp-rs[report]``.
+    """
+    return _import_or_explain(module, "report", "reports and learning-curve statistics")

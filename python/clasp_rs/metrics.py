@@ -24,7 +24,8 @@ The definitions follow the ClaSP PE paper and the nnActive benchmark:
   and its sum over settings (:func:`combine_penalty_matrices`).
 
 Everything takes numbers or numpy arrays and returns plain Python values (and small numpy
-matrices for the PPM). scipy is imported only by the functions that need it.
+matrices for the PPM). scipy is imported only by the functions that need it (FG-Eff and
+the PPM; ``pip install 'clasp-rs[report]'``).
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ def fg_efficiency(
     Raises:
         ValueError: different lengths, negative fractions or Dice outside [0, 1].
     """
+    from clasp_rs._optional import import_report_dependency
+
+    import_report_dependency("scipy")
     from scipy.optimize import OptimizeWarning, curve_fit
 
     f = np.asarray(fractions, dtype=np.float64).reshape(-1)
@@ -434,6 +438,9 @@ def pairwise_penalty_matrix(
 
 def _ttest_zero(z: np.ndarray) -> np.ndarray:
     """Two-sided p-values of one-sample t-tests of each column of ``z`` (n, B) against 0."""
+    from clasp_rs._optional import import_report_dependency
+
+    import_report_dependency("scipy")
     from scipy.stats import ttest_1samp
 
     with warnings.catch_warnings():

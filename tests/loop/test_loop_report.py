@@ -122,6 +122,19 @@ def test_report_numbers_files_and_page(env, capsys):
     assert "0.6000" in page and "clasp-pe" in page
 
 
+def test_report_never_overwrites_an_earlier_report_unless_asked(env, capsys):
+    a = _make(env, "exp_a", "random", [0.2, 0.4], seed=0)
+    out = env / "report"
+    assert main(["report", str(a.root), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["report", str(a.root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds summary.json" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(["report", str(a.root), "--out", str(out), "--overwrite"]) == 0
+
+
 def test_report_of_an_experiment_without_evaluated_loops_is_an_error(env):
     exp = init_experiment("900", env / "fresh", patch_size=(4, 16, 16), budget=8)
     with pytest.raises(DatasetError, match="no evaluated loop yet"):

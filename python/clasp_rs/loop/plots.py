@@ -18,13 +18,9 @@ __all__ = ["plot_dice_vs_budget", "plot_patches", "stratum_colour"]
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError(
-            "clasp-rs report draws its figures with matplotlib, which is not installed: "
-            "install clasp-rs[nnunet] (nnunetv2 brings matplotlib) or pip install matplotlib"
-        ) from err
+    from clasp_rs._optional import import_report_dependency
+
+    matplotlib = import_report_dependency("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -10,6 +10,8 @@ loop's ``evaluation.json`` and ``annotated.json``, and computes Final Dice, AUBC
                         of foreground (with the FG-Eff fits), one line per experiment
     patches_<name>.png  queried patches on axial slices of their scans, coloured by stratum
     report.html         all of it on one self-contained page (images embedded)
+
+An earlier report's files are never replaced unless asked (``--overwrite``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from clasp_rs.loop.experiment import Experiment, load_experiment
 from clasp_rs.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 
-__all__ = ["ExperimentSummary", "LoopRecord", "build_report", "summarise_experiment"]
+__all__ = [
+    "REPORT_FILES",
+    "ExperimentSummary",
+    "LoopRecord",
+    "build_report",
+    "summarise_experiment",
+]
+
+REPORT_FILES = ("summary.json", "summary.csv", "dice_vs_budget.png", "report.html")
+"""The files of every report (and one ``patches_<experiment>.png`` per experiment)."""
 
 
 @dataclass(frozen=True)
@@ -225,14 +236,23 @@ standard error; &#9888; flagged: a fit whose rate cannot be trusted (hover for w
 
 
 def build_report(
-    experiments: list[str | os.PathLike[str]], out: str | os.PathLike[str]
+    experiments: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
 ) -> list[ExperimentSummary]:
-    """Write the report of ``experiments`` into the folder ``out`` (created if needed;
-    files of an earlier report there are replaced).
+    """Write the report of ``experiments`` into the folder ``out`` (created if needed).
+
+    Args:
+        experiments: experiment folders.
+        out: the report folder.
+        overwrite: replace the files of an earlier report there; without it a report file
+            that exists already is an error (nothing is written).
 
     Raises:
         DatasetError: an experiment without evaluated loops, or two experiments with the
             same folder name.
+        FileExistsError: a report file exists in ``out`` and ``overwrite`` is False.
     """
     from clasp_rs.loop.plots import plot_dice_vs_budget, plot_patches
 
@@ -241,6 +261,15 @@ def build_report(
     if len(set(names)) != len(names):
         raise DatasetError(f"experiments need distinct folder names, got {names}")
     folder = Path(out)
+    files = [*REPORT_FILES, *(f"patches_{n}.png" for n in names)]
+    existing = [n for n in files if (folder / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            17,
+            f"the report folder already holds {', '.join(existing)} (pass --overwrite to "
+            "replace them)",
+            str(folder),
+        )
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "summary.json", {"experiments": [s.to_json() for s in summaries]})
     with (
