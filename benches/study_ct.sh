@@ -13,8 +13,11 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${1:-/work/studies/ct}
 STRATEGIES=${STRATEGIES:-"clasp-pe random-fg66 random"}
 SEEDS=${SEEDS:-"0 1 2"}
-LOOPS=${LOOPS:-5}
+LOOPS=${LOOPS:-4}
 TRAINER=${TRAINER:-nnUNetTrainer_clasp_cpu}
+# Two experiments at once, one torch thread each: both cores busy without the slow-down of
+# two threads in one process; at nice 19 they only take what others leave.
+CONCURRENT=${CONCURRENT:-2}
 
 export nnUNet_raw=$ROOT/nnUNet_raw nnUNet_preprocessed=$ROOT/nnUNet_preprocessed
 export nnUNet_results=$ROOT/nnUNet_results
@@ -29,12 +32,12 @@ fi
 if [ ! -f "$ROOT/study/study.json" ]; then
     # shellcheck disable=SC2086
     clasp-rs study init 900 "$ROOT/study" --strategies $STRATEGIES --seeds $SEEDS \
-        --patch-size 4 16 16 --budget 8 --dataset-id 700
+        --patch-size 4 16 16 --start-budget 8 --budget 12 --dataset-id 700
 fi
 date -u +"%Y-%m-%dT%H:%M:%SZ study run starts"
 status=0
-clasp-rs study run "$ROOT/study" --loops "$LOOPS" --trainer "$TRAINER" --folds 0 --device cpu ||
-    status=$?
+clasp-rs study run "$ROOT/study" --loops "$LOOPS" --trainer "$TRAINER" --folds 0 --device cpu \
+    --max-concurrent "$CONCURRENT" || status=$?
 date -u +"%Y-%m-%dT%H:%M:%SZ study run ends (status $status)"
 # The report of whatever has finished (also after a failure).
 clasp-rs study report "$ROOT/study" --out "$ROOT/report" --overwrite || true
