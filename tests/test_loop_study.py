@@ -326,3 +326,9 @@ def test_study_report_of_a_partial_study(env):
     assert report.ppm is not None and not report.ppm.matrix.any()
     page = (env / "report" / "report.html").read_text()
     assert "running / not started (1 loop(s))" in page
+
+
+@pytest.mark.parametrize("sub", [[], ["init"], ["run"], ["status"], ["report"]])
+def test_study_help(sub, capsys):
+    assert main(["study", *sub, "--help"]) == 0
+    assert "usage: clasp-rs study" in capsys.readouterr().out

@@ -99,7 +99,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     status.set_defaults(_study=_status)
 
     report = sub.add_parser(
-        "report", help="mean ± 95 % CI over seeds, pairwise penalty matrix, curves, HTML"
+        "report", help="mean ± 95 %% CI over seeds, pairwise penalty matrix, curves, HTML"
     )
     report.add_argument("study", metavar="STUDY_DIR")
     report.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
