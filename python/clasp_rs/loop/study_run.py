@@ -257,7 +257,7 @@ def _run_logged(root: str, name: str, run_options: Any) -> StudyOutcome:
     from clasp_rs.loop.driver import run_experiment
 
     with (
-        open(Path(root) / LOG_FILE, "a", encoding="utf-8") as stream,
+        open(Path(root) / LOG_FILE, "a", encoding="utf-8", buffering=1) as stream,
         contextlib.redirect_stdout(stream),
         contextlib.redirect_stderr(stream),
     ):
