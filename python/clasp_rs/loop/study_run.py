@@ -166,7 +166,7 @@ def run_study(
         if p.finished
     }
     console.print(
-        f"[bold]clasp-rs study[/bold] {study.root.name}: {len(progress) - len(pending)} of "
+        f"[bold]clasp-rs study[/bold] {study.root}: {len(progress) - len(pending)} of "
         f"{len(progress)} experiment(s) finished, {len(pending)} to run"
     )
     concurrent = (
