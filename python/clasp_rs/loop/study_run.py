@@ -10,7 +10,7 @@ Experiments run seed by seed (:meth:`~clasp_rs.loop.study.Study.by_seed`), one a
 with the ``local`` executor. ``max_concurrent`` > 1 runs that many at once, each in its own
 process (spawned, so every one has its own torch and nnU-Net state, and its log in
 ``EXPERIMENT/study_run.log``); an executor that runs tasks elsewhere (``ray``, when
-:class:`~clasp_rs.loop.driver.RunOptions` knows one) runs all of them at once by default.
+:class:`~clasp_rs.loop.settings.RunOptions` knows one) runs all of them at once by default.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class StudyRunOptions:
     or ``clasp-rs run``'s default on a first run).
 
     Attributes:
-        loops, trainer, folds, configuration: as for :class:`clasp_rs.loop.driver.RunOptions`,
+        loops, trainer, folds, configuration: as for :class:`clasp_rs.loop.settings.RunOptions`,
             the same for every experiment.
         device: ``auto``, ``cpu`` or ``cuda`` (may change between runs).
         executor: ``local`` (tasks in this process), or another executor of ``clasp-rs run``.
@@ -76,7 +76,7 @@ _SETTINGS = {
 
 
 def _settings(study: Study, options: StudyRunOptions) -> dict[str, Any]:
-    from clasp_rs.loop.driver import DEFAULTS
+    from clasp_rs.loop.settings import DEFAULTS
 
     given = {
         key: getattr(options, attr)
@@ -97,7 +97,7 @@ def _settings(study: Study, options: StudyRunOptions) -> dict[str, Any]:
 
 
 def _check_executor(name: str) -> None:
-    from clasp_rs.loop.driver import RunOptions
+    from clasp_rs.loop.settings import RunOptions
 
     if name == "local":
         return
@@ -110,7 +110,7 @@ def _check_executor(name: str) -> None:
 def _run_options(
     settings: dict[str, Any], strategy: str, resume: bool, options: StudyRunOptions
 ) -> Any:
-    from clasp_rs.loop.driver import RunOptions
+    from clasp_rs.loop.settings import RunOptions
 
     extra: dict[str, Any] = {} if options.executor == "local" else {"executor": options.executor}
     return RunOptions(

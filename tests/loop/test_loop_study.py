@@ -7,8 +7,6 @@ import base64
 import csv
 import json
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,29 +14,25 @@ import pytest
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import write_json
-from clasp_rs.loop.driver import annotated_statistics, simulate_annotation
 from clasp_rs.loop.state import load_state, step_key
 from clasp_rs.loop.study import experiment_progress, init_study, load_study
 from clasp_rs.loop.study_report import build_study_report
 from clasp_rs.loop.study_run import StudyRunOptions, run_study
+from clasp_rs.loop.tasks import annotated_statistics, simulate_annotation
 from clasp_rs.metrics import aubc, pairwise_penalty_matrix, seed_mean_ci
 from clasp_rs.nnunet.paths import nnunet_paths
 from clasp_rs.patches import Patch, read_loop_file, write_loop_file
+from testdata import copy_ct_dataset
 
 pytest.importorskip("SimpleITK")
 
-DATA = Path(__file__).resolve().parent / "data" / "Dataset_clasp_ct"
-ENV = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 PNG = b"\x89PNG\r\n\x1a\n"
 SIZE = (4, 16, 16)
 
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    for name in ENV:
-        (tmp_path / name).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name))
-    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
+    copy_ct_dataset(monkeypatch, tmp_path)
     return tmp_path
 
 
