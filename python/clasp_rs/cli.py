@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from clasp_rs import __version__
-from clasp_rs.commands import annotate, init, merge, query, report, run, select
+from clasp_rs.commands import annotate, export, init, merge, query, report, run, select
 from clasp_rs.exceptions import ClaspError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Order here is the order of `clasp-rs --help`.
-COMMANDS: list[ModuleType] = [select, query, merge, init, run, annotate, report]
+COMMANDS: list[ModuleType] = [select, query, merge, init, run, annotate, export, report]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
