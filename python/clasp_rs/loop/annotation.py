@@ -23,7 +23,6 @@ __all__ = [
     "apply_patches",
     "check_human_labels",
     "foreground_counts",
-    "human_label_files",
     "partial_labels",
     "patch_mask",
     "patches_by_case",
@@ -153,25 +152,6 @@ def check_human_labels(
             f"annotated (outside them keep the file as handed out, or use ignore={ignore_label})"
         )
     return HumanLabels(case, path, human)
-
-
-def human_label_files(labels_dir: Path, cases: Iterable[str], file_ending: str) -> dict[str, Path]:
-    """``<labels_dir>/<case><file_ending>`` of each case.
-
-    Raises:
-        FileNotFoundError: the folder does not exist.
-        DatasetError: files missing (all named).
-    """
-    if not labels_dir.is_dir():
-        raise FileNotFoundError(2, "label folder not found", str(labels_dir))
-    files = {case: labels_dir / f"{case}{file_ending}" for case in cases}
-    missing = sorted(str(p.name) for p in files.values() if not p.is_file())
-    if missing:
-        raise DatasetError(
-            f"{labels_dir} lacks the label file(s) of queried case(s): {', '.join(missing)}; "
-            f"expected one <case>{file_ending} per case of the query"
-        )
-    return files
 
 
 def foreground_counts(

@@ -6,16 +6,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.bundle import CaseSource, ExportOptions, ExportResult, export_cases
 from clasp_rs.export.crops import DEFAULT_MARGIN_MM
-from clasp_rs.export.sources import channel_files, patches_in_order
-from clasp_rs.geometry import read_geometry
+from clasp_rs.export.sources import patches_in_order
 from clasp_rs.loop.experiment import Experiment, load_experiment
+from clasp_rs.loop.spaces import CaseSpace, case_space
 from clasp_rs.loop.volumes import read_label
 from clasp_rs.nnunet.paths import nnunet_paths
 from clasp_rs.patches import read_loop_file, read_loop_meta
@@ -33,23 +32,29 @@ def latest_loop(exp: Experiment) -> int:
     return max(numbers)
 
 
-def _reader(path: Path) -> Callable[[], np.ndarray]:
-    return lambda: read_label(path)[0]
+def _reader(space: CaseSpace) -> Callable[[], np.ndarray]:
+    return lambda: space.label_to_annotation(read_label(space.training_label)[0])
 
 
 def experiment_sources(exp: Experiment, loop: int) -> list[CaseSource]:
-    """The cases that ``loop_<loop>.json`` queries, on their training scans, with their
-    current training labels."""
+    """The cases that ``loop_<loop>.json`` queries, on the scans annotators see (the
+    originals of resampled cases), with their current training labels on those grids."""
     dataset = exp.dataset_folder(nnunet_paths().raw)
     path = exp.loop_file(loop)
     if not path.is_file():
         raise FileNotFoundError(2, "loop file not found", str(path))
     sources = []
     for case, patches in patches_in_order(read_loop_file(path)).items():
-        files, _ = channel_files(dataset / "imagesTr", case, exp.file_ending)
-        label = dataset / "labelsTr" / exp.file_of(case)
+        space = case_space(exp, dataset, case)
         sources.append(
-            CaseSource(case, files, read_geometry(files[0]), patches, list(patches), _reader(label))
+            CaseSource(
+                case,
+                space.images,
+                space.annotation,
+                space.patches_to_annotation(patches),
+                list(patches),
+                _reader(space),
+            )
         )
     return sources
 
