@@ -456,23 +456,16 @@ class _Loop:
         return simulate_annotation(self.exp, self.dataset, loop)
 
     def wait_for_human(self, loop: int) -> RunOutcome:
+        from clasp_rs.loop.handout import hand_out, waiting_message
+
         query = self.exp.loop_file(loop + 1)
         folder = self.exp.annotation_folder(loop + 1)
         if self.state.waiting is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            for case in patches_by_case(read_loop_file(query)):
-                name = self.exp.file_of(case)
-                shutil.copyfile(self.dataset / "labelsTr" / name, folder / name)
+            hand_out(self.exp, loop)
             self.state.waiting = {"loop": loop, "query": query.name, "folder": str(folder)}
             self.state.save()
-        message = (
-            f"waiting for annotation: label the patches listed in {query} in the label files "
-            f"of {folder} (each is the current training label, ignore={self.exp.ignore_label} "
-            f"outside annotated patches; images in {self.dataset / 'imagesTr'}), then run\n"
-            f"    clasp-rs annotate {self.exp.root} --labels {folder}"
-        )
-        self.console.print(message)
-        return RunOutcome("waiting", loop, message)
+        # The caller prints the outcome's message (once).
+        return RunOutcome("waiting", loop, waiting_message(self.exp, loop, folder))
 
     # -- sharding -------------------------------------------------------------------------------
 
@@ -483,7 +476,6 @@ class _Loop:
             f"    clasp-rs run {root} --num-parts K --part-id I   (I = 0 .. K-1)\n"
             f"then merge them and go on with\n    clasp-rs run {root} --resume"
         )
-        self.console.print(message)
         return RunOutcome("stopped", loop, message)
 
     def run_part(self) -> RunOutcome:
@@ -503,9 +495,7 @@ class _Loop:
             for fold in self.folds:
                 self.predict(t, fold, num_parts=k, part_id=i, out=out / "probabilities")
         path = query_part(self, t, out)
-        message = f"loop {t}: wrote part {i} of {k} to {path}"
-        self.console.print(message)
-        return RunOutcome("part", t, message)
+        return RunOutcome("part", t, f"loop {t}: wrote part {i} of {k} to {path}")
 
     def current_query_loop(self) -> int:
         for t in range(self.n_loops - 1):
