@@ -42,10 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clasp_rs.export.crops import DEFAULT_MARGIN_MM
     from clasp_rs.loop.driver import RunOptions, run_experiment
     from clasp_rs.loop.human import annotate_experiment
-
-    from clasp_rs.export.crops import DEFAULT_MARGIN_MM
 
     margin = DEFAULT_MARGIN_MM if args.crop_margin is None else args.crop_margin
     loop, cases = annotate_experiment(args.experiment, args.labels, crop_margin_mm=margin)
