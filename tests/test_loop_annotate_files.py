@@ -22,7 +22,8 @@ from clasp_rs.loop.handout import hand_out
 from clasp_rs.loop.human import annotate_experiment
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.loop.state import load_state
-from clasp_rs.patches import read_loop_file, write_loop_file
+from clasp_rs.patches import Patch, read_loop_file, write_loop_file
+from export_checks import load_json
 
 sitk = pytest.importorskip("SimpleITK")
 
@@ -412,3 +413,40 @@ def test_the_waiting_message_is_printed_once(experiment, capsys):
     )
     assert "itksnap -g" in outcome.message and ".mrk.json" in outcome.message
     assert load_state(exp.state_file).waiting["folder"].endswith("loop_001")
+
+
+def test_a_resampled_case_is_annotated_on_its_original_scan(experiment, tmp_path):
+    """The bundled 2 mm cases are trained at 3 mm: the annotator gets the original scan with
+    the boxes that cover each queried patch, and labels drawn there land on the training grid
+    exactly as the ground truth does."""
+    exp, raw = experiment
+    assert exp.resampled
+    case = next(c for c in exp.pool if c in exp.resampled)
+    patches = [Patch(exp.file_of(case), (1, 20, 20), (3, 10, 12), stratum=-1)]
+    others = [p for p in read_loop_file(exp.loop_file(1)) if p.file != exp.file_of(case)]
+    exp.loop_file(1).unlink()
+    write_loop_file(exp.loop_file(1), others + patches, meta={"strategy": "random", "loop": 0})
+    folder = hand_out(exp, 0)
+    original = sitk.ReadImage(str(exp.root / "original" / "imagesTr" / f"{case}_0000.nii.gz"))
+    scan = sitk.ReadImage(str(folder / f"{case}_0000.nii.gz"))
+    assert scan.GetSize() == original.GetSize() == (64, 64, 10)
+    # The box on the 2 mm grid: slices 1..3 at 3 mm span z in [0.5, 3.5] * 3 mm about the
+    # 3 mm grid's origin, i.e. original slices 1..5 (their extents reach into it).
+    boxes = _array(folder / f"{case}_boxes.nii.gz")
+    assert np.array_equal(np.unique(np.argwhere(boxes == 1)[:, 0]), [1, 2, 3, 4, 5])
+    row = next(r for r in load_json(folder / "patches.json")["patches"] if r["case"] == case)
+    assert row["queried_zyx"] == {"start": [1, 20, 20], "size": [3, 10, 12]}
+    assert row["voxel_zyx"]["start"] == [1, 20, 20] and row["voxel_zyx"]["size"] == [5, 10, 12]
+    # The annotator fills every box of the exported label files with the original truth.
+    truth_original = _array(exp.root / "original" / "labelsTr" / f"{case}.nii.gz")
+    for name in [p.file for p in others + patches]:
+        c = name[: -len(exp.file_ending)]
+        path = folder / name
+        handed = sitk.ReadImage(str(path))
+        labels = sitk.GetArrayFromImage(handed)
+        box = _array(folder / f"{c}_boxes.nii.gz") > 0
+        source = truth_original if c == case else _array(exp.ground_truth(c))
+        labels[box] = source[box]
+        _write(labels, handed, path)
+    annotate_experiment(exp.root, folder)
+    _assert_applied(exp, raw)

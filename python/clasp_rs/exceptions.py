@@ -14,6 +14,8 @@ __all__ = [
     "InvalidProbabilitiesError",
     "LoopFileError",
     "DatasetError",
+    "ClaspWarning",
+    "PatchSizeWarning",
 ]
 
 
@@ -45,3 +47,11 @@ class LoopFileError(ClaspError, ValueError):
 
 class DatasetError(ClaspError, ValueError):
     """An nnU-Net dataset or experiment folder is incomplete or inconsistent."""
+
+
+class ClaspWarning(UserWarning):
+    """Base class of the warnings clasp-rs gives (the CLI prints them as one line each)."""
+
+
+class PatchSizeWarning(ClaspWarning):
+    """A patch size larger than some volume on an axis (it is clipped there)."""

@@ -17,19 +17,65 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from clasp_rs._safe_paths import copy_into, is_inside, real_dirs
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.crops import DEFAULT_MARGIN_MM
 from clasp_rs.loop.annotation import apply_patches, check_human_labels, patches_by_case
-from clasp_rs.loop.experiment import load_experiment
-from clasp_rs.loop.label_files import assemble_labels, find_label_files
-from clasp_rs.loop.spaces import case_space
+from clasp_rs.loop.experiment import Experiment, load_experiment
+from clasp_rs.loop.label_files import (
+    FoundLabels,
+    GeometryMismatchError,
+    assemble_labels,
+    find_label_files,
+)
+from clasp_rs.loop.spaces import CaseSpace, case_space
 from clasp_rs.loop.state import load_state, step_key
 from clasp_rs.loop.volumes import read_label, write_label_like
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import read_loop_file
+from clasp_rs.patches import Patch, read_loop_file
 
 __all__ = ["annotate_experiment"]
+
+
+def _human_on_training_grid(
+    space: CaseSpace,
+    found: FoundLabels,
+    folder: Path,
+    patches: list[Patch],
+    current: np.ndarray,
+    names: dict[str, int],
+    exp: Experiment,
+    crop_margin_mm: float,
+) -> np.ndarray:
+    """A case's human labels, checked on the grid they were drawn on and brought onto the
+    training grid. A resampled case is annotated on its original scan (the export hands
+    that out); a full label file on the training grid is accepted too."""
+    grids = [(space.annotation, space.patches_to_annotation(patches), True)]
+    if not space.same_grid and not found.crops:
+        grids.append((space.training, patches, False))
+    first: GeometryMismatchError | None = None
+    for geometry, boxes, is_annotation in grids:
+        handed_out = space.label_to_annotation(current) if is_annotation else current
+        try:
+            human = assemble_labels(
+                found, geometry, boxes, handed_out, names, exp.ignore_label, crop_margin_mm
+            )
+        except GeometryMismatchError as err:
+            first = first or err
+            continue
+        source = found.files[0] if not found.crops else folder / f"{space.case}_pNN"
+        ok = check_human_labels(
+            space.case, source, human, handed_out, boxes, len(exp.labels), exp.ignore_label
+        )
+        return space.label_to_training(ok.labels) if is_annotation else ok.labels
+    assert first is not None
+    if len(grids) > 1:
+        raise GeometryMismatchError(
+            f"{first} (nor is it on the resampled training grid, {space.training.describe()})"
+        )
+    raise first
 
 
 def annotate_experiment(
@@ -79,22 +125,9 @@ def annotate_experiment(
     for case, patches in by_case.items():
         space = case_space(exp, dataset, case)
         current, reference = read_label(space.training_label)
-        handed_out = space.label_to_annotation(current)
-        boxes = space.patches_to_annotation(patches)
-        human = assemble_labels(
-            found[case],
-            space.annotation,
-            boxes,
-            handed_out,
-            names,
-            exp.ignore_label,
-            crop_margin_mm,
+        training = _human_on_training_grid(
+            space, found[case], folder, patches, current, names, exp, crop_margin_mm
         )
-        source = found[case].files[0] if not found[case].crops else folder / f"{case}_pNN"
-        ok = check_human_labels(
-            case, source, human, handed_out, boxes, len(exp.labels), exp.ignore_label
-        )
-        training = space.label_to_training(ok.labels)
         checked.append((case, training, current, reference, patches))
     keep = real_dirs(exp.root, "annotations", f"loop_{loop + 1:03d}")
     scratch = real_dirs(exp.root, exp.scratch.name)

@@ -34,6 +34,7 @@ from clasp_rs.patches import Patch
 __all__ = [
     "LABEL_ENDINGS",
     "FoundLabels",
+    "GeometryMismatchError",
     "assemble_labels",
     "find_label_files",
     "read_label_map",
@@ -41,6 +42,10 @@ __all__ = [
 
 LABEL_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
 """Label file endings ``annotate`` reads (3D Slicer segmentations first)."""
+
+
+class GeometryMismatchError(DatasetError):
+    """A label file does not lie on the grid it was expected on."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def _plain(path: Path, expected: ImageGeometry, what: str) -> LabelMap:
 
     problems = geometry_mismatches(read_geometry(path), expected)
     if problems:
-        raise DatasetError(f"{path}: geometry differs from {what}: " + "; ".join(problems))
+        raise GeometryMismatchError(f"{path}: geometry differs from {what}: " + "; ".join(problems))
     labels, _ = read_label(path)
     return LabelMap(labels.astype(np.int64, copy=False), None)
 
@@ -211,7 +216,7 @@ def _segmentation(
             f"{list(expected.size)} voxels (x, y, z)"
         )
     if problems:
-        raise DatasetError(f"{path}: geometry differs from {what}: " + "; ".join(problems))
+        raise GeometryMismatchError(f"{path}: geometry differs from {what}: " + "; ".join(problems))
     labels = np.zeros(expected.shape, dtype=np.int64)
     owner = np.full(expected.shape, -1, dtype=np.int64)
     i0, j0, k0 = (int(v) for v in offset)
