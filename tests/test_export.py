@@ -277,3 +277,26 @@ def test_export_errors_are_one_line(tmp_path, capsys, how, message):
     assert message in err and err.count("\n") == 1
     if how == "not empty":
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_report_renders_one_queried_case_as_annotators_see_it(monkeypatch, tmp_path):
+    """``clasp-rs report`` writes query_<experiment>.png: the first case of the newest loop
+    file, box map and Slicer ROIs through each patch centre."""
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    from clasp_rs.loop.preview import query_preview
+    from clasp_rs.loop.setup import init_experiment
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    shutil.copytree(DATA, tmp_path / "nnUNet_raw" / "Dataset900_clasp_ct")
+    exp = init_experiment("900", tmp_path / "exp", patch_size=(4, 16, 16), budget=8)
+    out = tmp_path / "report"
+    out.mkdir()
+    (png,) = query_preview(exp, out)
+    assert png == out / "query_exp.png"
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    assert sorted(p.name for p in out.iterdir()) == ["query_exp.png"]  # temp export removed

@@ -225,6 +225,7 @@ def build_report(
             same folder name.
     """
     from clasp_rs.loop.plots import plot_dice_vs_budget, plot_patches
+    from clasp_rs.loop.preview import query_preview
 
     summaries = [summarise_experiment(e) for e in experiments]
     names = [s.name for s in summaries]
@@ -278,6 +279,8 @@ def build_report(
                 title=f"{s.name} ({s.strategy})",
             )
         )
+    for s in summaries:
+        query_preview(s.experiment, folder)  # query_<name>.png: a query as annotators see it
     write_text_atomic(folder / "report.html", _html(summaries, images), overwrite=True)
     return summaries
 
