@@ -165,6 +165,13 @@ def test_export_of_the_ct_dataset_with_crops(tmp_path, capsys):
         2: "spleen",
         3: "kidney",
     }
+    ctbl = [line.split() for line in (out / "classes_slicer.ctbl").read_text().splitlines()]
+    assert [(int(r[0]), r[1]) for r in ctbl if not r[0].startswith("#")] == [
+        (0, "background"),
+        (1, "liver"),
+        (2, "spleen"),
+        (3, "kidney"),
+    ]
     # The CSV holds what the JSON holds.
     rows = list(csv.DictReader((out / "patches.csv").read_text().splitlines()))
     doc = load_json(out / "patches.json")["patches"]

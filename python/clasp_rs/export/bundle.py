@@ -26,7 +26,7 @@ from clasp_rs.export.crops import DEFAULT_MARGIN_MM, crop_box, crop_name, margin
 from clasp_rs.export.itksnap import itksnap_label_description
 from clasp_rs.export.labels import PALETTE, BoxLabel, box_labels
 from clasp_rs.export.mitk import mitk_geometry_xml
-from clasp_rs.export.slicer import slicer_markups
+from clasp_rs.export.slicer import slicer_color_table, slicer_markups
 from clasp_rs.export.table import PatchRow, patches_csv, patches_json
 from clasp_rs.geometry import ImageGeometry, physical_box
 from clasp_rs.patches import Patch
@@ -243,6 +243,15 @@ def export_cases(
         write_text_atomic(
             folder / "classes_itksnap.txt",
             _classes_text(options.label_names, options.ignore_label),
+            overwrite=False,
+        )
+        write_text_atomic(
+            folder / "classes_slicer.ctbl",
+            slicer_color_table(
+                class_label_description(options.label_names),
+                options.ignore_label,
+                options.label_names.get(0, "background"),
+            ),
             overwrite=False,
         )
     from clasp_rs.export.readme import export_readme

@@ -126,11 +126,12 @@ def render_case_preview(
                 x0,
                 top,
                 f"#{number}",
-                color=colour,
-                fontsize=9,
+                color="white",
+                fontsize=8,
                 va="top",
                 ha="left",
                 fontweight="bold",
+                bbox={"facecolor": colour, "edgecolor": "none", "pad": 1.0, "alpha": 0.9},
             )
             # Screen-edge letters outside the slice, as viewers print them.
             for text, (x, y, ha, va) in zip(

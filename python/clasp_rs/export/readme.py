@@ -16,12 +16,19 @@ def viewer_commands(files: Mapping[str, str]) -> dict[str, str]:
     outline, boxes = files["outline"], files["boxes"]
     if label:
         itksnap = f"itksnap -g {image} -s {label} -l classes_itksnap.txt -o {outline}"
+        slicer = (
+            f"load classes_slicer.ctbl, {image}, {files['slicer']} (the boxes), then {label} "
+            "as a segmentation with that colour table"
+        )
     else:
         itksnap = f"itksnap -g {image} -s {boxes} -l {files['itksnap']}"
+        slicer = f"load {image}, {files['slicer']} (the boxes) and {outline} as a segmentation"
     return {
-        "3D Slicer": f"load {image}, {files['slicer']} and {outline} (as a segmentation)",
+        "3D Slicer": slicer,
         "ITK-SNAP": itksnap,
-        "MITK": f"open {image} and the mitk/*.mitkgeometry files of the case",
+        "MITK": f"open {image} and the case's mitk/*.mitkgeometry files",
+        "MRtrix3": f"mrview {image} -overlay.load {boxes} -overlay.colourmap 3 "
+        "-overlay.threshold_min 0.5",
     }
 
 

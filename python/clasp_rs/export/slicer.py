@@ -19,7 +19,7 @@ import numpy as np
 from clasp_rs.export.labels import BoxLabel
 from clasp_rs.geometry import ImageGeometry, PhysicalBox, is_proper_rotation
 
-__all__ = ["MARKUPS_SCHEMA", "roi_markup", "slicer_markups"]
+__all__ = ["MARKUPS_SCHEMA", "roi_markup", "slicer_color_table", "slicer_markups"]
 
 MARKUPS_SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
@@ -69,3 +69,18 @@ def slicer_markups(
             roi_markup(label, box, geometry) for label, box in zip(labels, boxes, strict=True)
         ],
     }
+
+
+def slicer_color_table(
+    classes: Sequence[BoxLabel], ignore_label: int | None, background: str = "background"
+) -> str:
+    """A 3D Slicer colour table (``.ctbl``) of the class values: chosen as the colour node
+    when a label file is loaded, its segments get the class names ``annotate`` maps back."""
+    lines = ["# Color table file written by clasp-rs", f"# {len(classes) + 1} values"]
+    lines.append(f"0 {background.replace(' ', '_')} 0 0 0 0")
+    for c in classes:
+        r, g, b = c.colour
+        lines.append(f"{c.value} {c.name.replace(' ', '_')} {r} {g} {b} 255")
+    if ignore_label is not None:
+        lines.append(f"{ignore_label} ignore 128 128 128 60")
+    return "\n".join(lines) + "\n"
