@@ -1,8 +1,10 @@
-# One place for the commands CI and developers run. .ci/run calls `make lint` and `make test`.
+# One place for the commands CI and developers run. .ci/run calls `make lint`, `make test`
+# and `make wheel`.
 PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
+MATURIN ?= maturin
 
-.PHONY: install build test test-rust test-python lint format bench clean
+.PHONY: install build wheel test test-rust test-python lint format bench clean
 
 ## install: the package in editable mode with every extra needed to test and lint it
 install:
@@ -12,6 +14,14 @@ install:
 ## build: rebuild the native module in place after changing src/
 build:
 	$(PIP) install -e . --no-build-isolation --no-deps
+
+## wheel: a manylinux2014 wheel (glibc >= 2.17, CPython >= 3.10) into dist/, linked by zig
+## (`pip install ".[wheel]"`; zig is found through this Python), checked by auditwheel
+wheel:
+	rm -f dist/clasp_rs-*.whl
+	CARGO_ZIGBUILD_PYTHON_PATH="$$($(PYTHON) -c 'import sys; print(sys.executable)')" \
+		$(MATURIN) build --release --zig --compatibility manylinux2014 --out dist
+	$(PYTHON) tools/check_wheel.py dist/clasp_rs-*.whl
 
 ## test: the engine's cargo tests (no libpython) and the whole pytest suite
 test: test-rust test-python

@@ -74,7 +74,8 @@ def main() -> int:
         print("skipped: no CUDA device (torch.cuda.is_available() is False)")
         return 0
 
-    from clasp_rs.uncertainty import FoldAccumulator, _triton_kernels
+    from clasp_rs.uncertainty import FoldAccumulator
+    from clasp_rs.uncertainty.torch_backend import triton_kernels
 
     m, c, y, x = args.m, args.c, args.y, args.x
     if device.type == "cuda":
@@ -88,7 +89,7 @@ def main() -> int:
     if z < args.z:
         print(f"Z reduced from {args.z} to {z} to fit {free / 2**30:.1f} GiB of free GPU memory")
     print(f"device: {name}, {total / 2**30:.0f} GiB; torch {torch.__version__}")
-    fused = _triton_kernels() is not None and device.type == "cuda"
+    fused = triton_kernels() is not None and device.type == "cuda"
     print(f"kernels: {'fused Triton' if fused else 'plain torch'}")
     print(f"input: M = {m} folds of float32 (C, Z, Y, X) = ({c}, {z}, {y}, {x}) on the device")
 

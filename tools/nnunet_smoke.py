@@ -24,16 +24,20 @@ REPO = Path(__file__).resolve().parent.parent
 DATASET = REPO / "tests" / "data" / "Dataset_clasp_ct"
 
 
-def annotated_boxes(labels: np.ndarray, half: tuple[int, int, int]) -> list[tuple]:
-    """One box per foreground class, centred on the class's middle voxel (in C order)."""
+def annotated_boxes(labels: np.ndarray, half: tuple[int, int, int], file: str) -> list:
+    """One patch per foreground class, centred on the class's middle voxel (in C order),
+    clipped to the volume."""
+    from clasp_rs import Patch
+
     boxes = []
     for value in np.unique(labels):
         if value == 0:
             continue
         voxels = np.argwhere(labels == value)
         centre = voxels[len(voxels) // 2]
-        coords = [max(int(c) - h, 0) for c, h in zip(centre, half, strict=True)]
-        boxes.append((coords, [2 * h for h in half]))
+        start = [max(int(c) - h, 0) for c, h in zip(centre, half, strict=True)]
+        end = [min(b + 2 * h, n) for b, h, n in zip(start, half, labels.shape, strict=True)]
+        boxes.append(Patch(file, start, [e - b for b, e in zip(start, end, strict=True)]))
     return boxes
 
 
@@ -66,22 +70,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[timing] {stage}: {timings[stage]:.2f} s", flush=True)
         clock = now
 
+    import shutil
+
     import torch
 
     import clasp_rs.nnunet as nn
-    from clasp_rs.loop.volumes import read_label, write_label_like
+    from clasp_rs.io.dataset_json import load_dataset_json, write_dataset_json
+    from clasp_rs.nnunet.labels import partial_labels, read_label, write_label_like
 
     if args.threads:
         torch.set_num_threads(args.threads)
     lap("import")
 
-    raw = nn.copy_raw_dataset(DATASET, work / "nnUNet_raw", 990, "ClaspSmoke")
-    ignore = nn.set_ignore_label(raw)
+    raw = work / "nnUNet_raw" / "Dataset990_ClaspSmoke"
+    shutil.copytree(DATASET, raw)
+    dataset_json = load_dataset_json(raw / "dataset.json")
+    ignore = max(dataset_json["labels"].values()) + 1
+    dataset_json["labels"]["ignore"] = ignore
+    write_dataset_json(raw / "dataset.json", dataset_json)
     annotated = total = 0
     for label_file in sorted((raw / "labelsTr").glob("*.nii.gz")):
         full, image = read_label(label_file)
         full = full.astype(np.uint8)
-        partial = nn.mask_outside_boxes(full, annotated_boxes(full, (3, 8, 8)), ignore)
+        boxes = annotated_boxes(full, (3, 8, 8), label_file.name)
+        partial = partial_labels(full, boxes, ignore, np.uint8)
         write_label_like(partial, image, label_file)
         annotated += int(np.count_nonzero(partial != ignore))
         total += partial.size

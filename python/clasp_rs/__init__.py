@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from clasp_rs._clasp_rs import __version__
+from clasp_rs._engine import __version__
 from clasp_rs.exceptions import (
     ClaspError,
     DatasetError,
+    DeviceError,
     InvalidPatchError,
     InvalidProbabilitiesError,
     InvalidScoresError,
@@ -29,6 +30,7 @@ __all__ = [
     "get_strategy",
     "ClaspError",
     "DatasetError",
+    "DeviceError",
     "InvalidPatchError",
     "InvalidProbabilitiesError",
     "InvalidScoresError",

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidProbabilitiesError",
     "LoopFileError",
     "DatasetError",
+    "DeviceError",
     "ClaspWarning",
     "PatchSizeWarning",
 ]
@@ -47,6 +48,11 @@ class LoopFileError(ClaspError, ValueError):
 
 class DatasetError(ClaspError, ValueError):
     """An nnU-Net dataset or experiment folder is incomplete or inconsistent."""
+
+
+class DeviceError(ClaspError, RuntimeError):
+    """A requested compute device exists in torch but not on this machine (no CUDA, no MPS,
+    an index beyond the visible GPUs)."""
 
 
 class ClaspWarning(UserWarning):

@@ -17,6 +17,7 @@ import json
 import math
 import numbers
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "Box",
     "Patch",
     "case_id",
+    "patches_by_case",
     "read_loop_file",
     "read_loop_meta",
     "write_loop_file",
@@ -73,6 +75,14 @@ def case_id(file: str | os.PathLike[str]) -> str:
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def patches_by_case(patches: Iterable[Patch]) -> dict[str, list[Patch]]:
+    """Patches grouped by case name (``case_id`` of ``Patch.file``), case names sorted."""
+    grouped: defaultdict[str, list[Patch]] = defaultdict(list)
+    for p in patches:
+        grouped[case_id(p.file)].append(p)
+    return dict(sorted(grouped.items()))
 
 
 def _int_triple(value: Any, what: str, minimum: int) -> tuple[int, int, int]:

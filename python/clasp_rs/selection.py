@@ -7,9 +7,10 @@ volumes with the GIL released.
 
 Candidates are the patch starts on the stride grid whose whole patch lies inside the volume;
 a patch size larger than the volume on an axis is clipped to the volume on that axis. The
-engine ranks candidates by their key rounded to float32 (box mean, or
-``ln(box mean) + Gumbel(0, 1) / beta`` under power sampling); equal keys go to the lower
-C-order candidate index first.
+engine ranks candidates by their key rounded to float32 precision (box mean, or
+``ln(box mean) + Gumbel(0, 1) / beta`` under power sampling; box means of maps beyond
+float32's range keep float64's range, see :mod:`clasp_rs._key_rounding`); equal keys go to
+the lower C-order candidate index first.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def select_across_volumes(
 
     Each volume is selected greedily as by :func:`select_top_patches` (up to ``n`` patches,
     ``file`` = its key), all volumes in one parallel engine call; the per-volume lists are
-    then merged best first by the engine's float32-rounded key (ties keep the sorted
+    then merged best first by the key rounded to float32 precision (ties keep the sorted
     case-name order, then the order taken) and cut to ``n``.
 
     Args:

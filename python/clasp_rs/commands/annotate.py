@@ -33,7 +33,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the margin crops were exported with (default 10)",
     )
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="for the continued run"
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="for the continued run",
     )
     parser.add_argument(
         "--no-continue", action="store_true", help="only apply the labels; do not continue the run"
@@ -43,8 +46,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from clasp_rs.export.crops import DEFAULT_MARGIN_MM
-    from clasp_rs.loop.driver import RunOptions, run_experiment
+    from clasp_rs.loop.driver import run_experiment
     from clasp_rs.loop.human import annotate_experiment
+    from clasp_rs.loop.settings import RunOptions
 
     margin = DEFAULT_MARGIN_MM if args.crop_margin is None else args.crop_margin
     loop, cases = annotate_experiment(args.experiment, args.labels, crop_margin_mm=margin)

@@ -62,7 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _dataset_labels(args: argparse.Namespace) -> tuple[dict[int, str], int | None, str | None]:
     """Class names, ignore value and file ending from --dataset-json (or the dataset.json
     next to --images, when there is one); the ending --file-ending gives wins."""
-    from clasp_rs.probabilities import read_dataset_json
+    from clasp_rs.io.dataset_json import read_dataset_json
 
     path = args.dataset_json
     if path is None:

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from clasp_rs.commands import add_stride_option, parse_stride, parse_triple
+from clasp_rs.devices import MAPS_ON_CPU
 from clasp_rs.patches import Patch
 from clasp_rs.query import Stages, open_export_query, run_export_part, run_export_query
 from clasp_rs.selection import as_stride
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     cases = query.export.cases[args.part_id :: args.num_parts]
+    if strategy.needs_maps and str(args.device).startswith("mps"):
+        console.print(MAPS_ON_CPU)
     if args.num_parts > 1:
         with MapsProgressBar(console, len(cases)) as bar:
             written = run_export_part(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+from clasp_rs.loop.settings import RunOptions
+
+__all__ = ["add_parser", "options_from_args", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--configuration", default=None, help="nnU-Net configuration (default 3d_fullres)"
     )
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto"
+        "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto"
     )
     parser.add_argument(
         "--simulate",
@@ -61,8 +63,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The :class:`RunOptions` of parsed ``clasp-rs run`` arguments."""
+    return RunOptions(
+        loops=args.loops,
+        strategy=args.strategy,
+        trainer=args.trainer,
+        folds=args.folds,
+        configuration=args.configuration,
+        simulate=args.simulate,
+        device=args.device,
+        resume=args.resume,
+        num_parts=args.num_parts,
+        part_id=args.part_id,
+        stop_before_prediction=args.stop_before_prediction,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from clasp_rs.loop.driver import options_from_args, run_experiment
+    from clasp_rs.loop.driver import run_experiment
 
     outcome = run_experiment(args.experiment, options_from_args(args))
     print(outcome.message)

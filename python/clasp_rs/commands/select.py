@@ -10,18 +10,13 @@ are the score files' names (``case_001.npy``).
 from __future__ import annotations
 
 import argparse
-import os
-from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from clasp_rs import __version__
 from clasp_rs.commands import add_stride_option, parse_stride
-from clasp_rs.exceptions import InvalidScoresError
-from clasp_rs.patches import Patch, case_id, read_loop_file, write_loop_file
-from clasp_rs.selection import as_stride, select_across_volumes
+from clasp_rs.query.score_files import select_score_files
 
 __all__ = ["add_parser", "run"]
 
@@ -77,41 +72,18 @@ def _format_score(score: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Select, print a table and a summary, and write ``--out`` when given."""
-    stride = as_stride(parse_stride(args.stride))
-    if args.out is not None and os.path.lexists(args.out):
-        raise FileExistsError(
-            17, "output loop file already exists; loop files are never overwritten", args.out
-        )
-
-    file_of_case: dict[str, str] = {}
-    for path in args.scores:
-        case = case_id(path)
-        if case in file_of_case:
-            raise InvalidScoresError(
-                f"two score files name case {case!r}: {file_of_case[case]} and {path}"
-            )
-        file_of_case[case] = path
-
-    annotated: dict[str, list[Patch]] = defaultdict(list)
-    for loop_file in args.annotated:
-        for patch in read_loop_file(loop_file):
-            annotated[case_id(patch.file)].append(patch)
-    unknown = sorted(case for case in annotated if case not in file_of_case)
-    n_avoided = sum(len(v) for case, v in annotated.items() if case in file_of_case)
-
-    patches = select_across_volumes(
-        file_of_case,
+    stride = parse_stride(args.stride)
+    selected = select_score_files(
+        args.scores,
         args.patch_size,
         args.n,
         stride=stride,
-        annotated=annotated,
+        annotated=args.annotated,
         beta=args.beta,
         seed=args.seed,
+        out=args.out,
     )
-    named = [
-        Patch(os.path.basename(file_of_case[p.file]), p.coords, p.size, p.score, p.stratum)
-        for p in patches
-    ]
+    named = selected.patches
 
     # soft_wrap: summary lines hold paths that must stay intact when output is piped.
     console = Console(highlight=False, soft_wrap=True)
@@ -133,27 +105,17 @@ def run(args: argparse.Namespace) -> int:
 
     ranking = "box mean" if args.beta is None else f"power sampling, beta {args.beta:g}"
     console.print(
-        f"selected {len(named)} of {args.n} patches from {len(file_of_case)} volume(s) "
+        f"selected {len(named)} of {args.n} patches from {len(selected.files)} volume(s) "
         f"(patch {'×'.join(map(str, args.patch_size))}, stride {'×'.join(map(str, stride))}, "
-        f"{ranking}, seed {args.seed}; avoiding {n_avoided} annotated patch(es))"
+        f"{ranking}, seed {args.seed}; avoiding {selected.avoided} annotated patch(es))"
     )
     if len(named) < args.n:
         console.print(f"only {len(named)} non-overlapping patches fit")
-    if unknown:
+    if selected.ignored:
         console.print(
-            f"ignored annotated patches of {len(unknown)} case(s) without a score file: "
-            + ", ".join(unknown)
+            f"ignored annotated patches of {len(selected.ignored)} case(s) without a score "
+            "file: " + ", ".join(selected.ignored)
         )
-    if args.out is not None:
-        meta = {
-            "strategy": "select",
-            "seed": args.seed,
-            "beta": args.beta,
-            "patch_size": list(args.patch_size),
-            "stride": list(stride),
-            "n": args.n,
-            "version": __version__,
-        }
-        written = write_loop_file(args.out, named, meta=meta)
-        console.print(f"wrote {written}")
+    if selected.written is not None:
+        console.print(f"wrote {selected.written}")
     return 0

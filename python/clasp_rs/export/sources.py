@@ -12,21 +12,10 @@ import numpy as np
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.bundle import CaseSource
 from clasp_rs.geometry import geometry_mismatches, read_geometry
-from clasp_rs.patches import Patch, case_id, read_loop_file
+from clasp_rs.nnunet.labels import SUPPORTED_ENDINGS, read_label
+from clasp_rs.patches import patches_by_case, read_loop_file
 
-__all__ = ["IMAGE_ENDINGS", "channel_files", "loop_file_sources", "patches_in_order"]
-
-IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
-"""Image file endings the export reads and writes."""
-
-
-def patches_in_order(patches: list[Patch]) -> dict[str, list[Patch]]:
-    """Patches grouped by case (``case_id`` of ``Patch.file``), in loop-file order within
-    each case; cases sorted by name."""
-    grouped: dict[str, list[Patch]] = {}
-    for p in patches:
-        grouped.setdefault(case_id(p.file), []).append(p)
-    return dict(sorted(grouped.items()))
+__all__ = ["channel_files", "loop_file_sources"]
 
 
 def channel_files(images: Path, case: str, ending: str | None) -> tuple[list[Path], str]:
@@ -40,7 +29,7 @@ def channel_files(images: Path, case: str, ending: str | None) -> tuple[list[Pat
     Raises:
         DatasetError: no (or several, with ``ending=None``) first-channel files.
     """
-    endings = [ending] if ending else list(IMAGE_ENDINGS)
+    endings = [ending] if ending else list(SUPPORTED_ENDINGS)
     found = [e for e in endings if (images / f"{case}_0000{e}").is_file()]
     if not found:
         raise DatasetError(
@@ -63,7 +52,6 @@ def channel_files(images: Path, case: str, ending: str | None) -> tuple[list[Pat
 
 def _label_reader(path: Path) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
-        from clasp_rs.loop.volumes import read_label
 
         return read_label(path)[0]
 
@@ -95,7 +83,7 @@ def loop_file_sources(
         raise FileNotFoundError(2, "images folder not found", str(folder))
     sources = []
     chosen = file_ending
-    for case, patches in patches_in_order(read_loop_file(loop_file)).items():
+    for case, patches in patches_by_case(read_loop_file(loop_file)).items():
         files, ending = channel_files(folder, case, chosen)
         chosen = ending
         geometry = read_geometry(files[0])

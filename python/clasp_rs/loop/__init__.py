@@ -20,8 +20,12 @@ and a new nnU-Net raw dataset ``$nnUNet_raw/DatasetYYY_Name`` whose ``labelsTr``
 ground truth inside annotated patches and the ``ignore`` value elsewhere; the test cases are
 in its ``imagesTs``/``labelsTs``.
 
-Modules: :mod:`.volumes` (label files), :mod:`.experiment` (experiment.json and paths),
-:mod:`.state` (progress), :mod:`.split`, :mod:`.autosize`, :mod:`.annotation`,
-:mod:`.setup` (init), :mod:`.driver` (run), :mod:`.metrics`, :mod:`.report`, :mod:`.plots`.
+Modules: :mod:`.experiment` (experiment.json and paths), :mod:`.state` (progress),
+:mod:`.source` (the raw dataset init starts from), :mod:`.split`, :mod:`.autosize`,
+:mod:`.starting_budget`, :mod:`.setup` (init), :mod:`.settings` (what run is asked),
+:mod:`.tasks` (the steps on a LoopContext), :mod:`.querying` (the query steps, through
+:mod:`clasp_rs.query`), :mod:`.driver` (run: order and record the steps),
+:mod:`.annotation` and :mod:`.human` (a human's labels), :mod:`.metrics`, :mod:`.report`,
+:mod:`.plots`. Label files are read and written by :mod:`clasp_rs.nnunet.labels`.
 Nothing here imports torch or nnunetv2 until a step needs them.
 """

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.jsonfile import read_json
+from clasp_rs.io.json_files import read_json
 
 __all__ = ["EXPERIMENT_FILE", "Experiment", "load_experiment"]
 

@@ -12,12 +12,11 @@ import numpy as np
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.bundle import CaseSource, ExportOptions, ExportResult, export_cases
 from clasp_rs.export.crops import DEFAULT_MARGIN_MM
-from clasp_rs.export.sources import patches_in_order
 from clasp_rs.loop.experiment import Experiment, load_experiment
 from clasp_rs.loop.spaces import CaseSpace, case_space
-from clasp_rs.loop.volumes import read_label
+from clasp_rs.nnunet.labels import read_label
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import read_loop_file, read_loop_meta
+from clasp_rs.patches import patches_by_case, read_loop_file, read_loop_meta
 
 __all__ = ["experiment_sources", "export_experiment", "latest_loop"]
 
@@ -44,7 +43,7 @@ def experiment_sources(exp: Experiment, loop: int) -> list[CaseSource]:
     if not path.is_file():
         raise FileNotFoundError(2, "loop file not found", str(path))
     sources = []
-    for case, patches in patches_in_order(read_loop_file(path)).items():
+    for case, patches in patches_by_case(read_loop_file(path)).items():
         space = case_space(exp, dataset, case)
         sources.append(
             CaseSource(

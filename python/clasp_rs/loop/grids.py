@@ -108,7 +108,7 @@ def training_label(image: Any, grids: DatasetGrids, case: str) -> tuple[np.ndarr
 def write_training_image(source: Path, dest: Path, grids: DatasetGrids, case: str) -> None:
     """Write a scan on its training grid to ``dest`` (hard link or copy when not
     resampled)."""
-    from clasp_rs.loop.volumes import link_or_copy
+    from clasp_rs.loop.source import link_or_copy
 
     if case not in grids.resampled:
         link_or_copy(source, dest)

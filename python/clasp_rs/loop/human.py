@@ -22,7 +22,7 @@ import numpy as np
 from clasp_rs._safe_paths import copy_into, is_inside, real_dirs
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.crops import DEFAULT_MARGIN_MM
-from clasp_rs.loop.annotation import apply_patches, check_human_labels, patches_by_case
+from clasp_rs.loop.annotation import check_human_labels
 from clasp_rs.loop.experiment import Experiment, load_experiment
 from clasp_rs.loop.label_files import (
     FoundLabels,
@@ -32,9 +32,9 @@ from clasp_rs.loop.label_files import (
 )
 from clasp_rs.loop.spaces import CaseSpace, case_space
 from clasp_rs.loop.state import load_state, step_key
-from clasp_rs.loop.volumes import read_label, write_label_like
+from clasp_rs.nnunet.labels import apply_patches, read_label, write_label_like
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import Patch, read_loop_file
+from clasp_rs.patches import Patch, patches_by_case, read_loop_file
 
 __all__ = ["annotate_experiment"]
 

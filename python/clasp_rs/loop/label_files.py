@@ -28,7 +28,7 @@ from clasp_rs._safe_paths import is_inside
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.crops import crop_box, crop_name, margin_voxels
 from clasp_rs.geometry import ImageGeometry, geometry_mismatches
-from clasp_rs.loop.annotation import patch_mask
+from clasp_rs.nnunet.labels import patch_mask
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -156,7 +156,7 @@ class LabelMap:
 
 def _plain(path: Path, expected: ImageGeometry, what: str) -> LabelMap:
     from clasp_rs.geometry import read_geometry
-    from clasp_rs.loop.volumes import read_label
+    from clasp_rs.nnunet.labels import read_label
 
     problems = geometry_mismatches(read_geometry(path), expected)
     if problems:

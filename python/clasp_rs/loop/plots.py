@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from clasp_rs._atomic import atomic_path
-from clasp_rs.loop.annotation import patches_by_case
 from clasp_rs.loop.experiment import Experiment
-from clasp_rs.patches import Patch
+from clasp_rs.patches import Patch, patches_by_case
 
 __all__ = ["plot_dice_vs_budget", "plot_patches", "stratum_colour"]
 
@@ -134,7 +133,7 @@ def plot_patches(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from clasp_rs.loop.volumes import read_image
+    from clasp_rs.nnunet.labels import read_image
 
     plt = _pyplot()
     loop_of: dict[int, int] = {}

@@ -25,8 +25,8 @@ from typing import Any
 
 from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
-from clasp_rs.loop.jsonfile import read_json, write_json
 from clasp_rs.loop.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 

@@ -11,14 +11,14 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clasp_rs.exceptions import DatasetError, InvalidPatchError
-from clasp_rs.loop.annotation import partial_labels
+from clasp_rs.io.dataset_json import write_dataset_json
+from clasp_rs.io.json_files import write_json
 from clasp_rs.loop.autosize import auto_budget, auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import EXPERIMENT_FILE, Experiment
 from clasp_rs.loop.grids import (
@@ -29,115 +29,20 @@ from clasp_rs.loop.grids import (
     warn_clipped_axes,
     write_training_image,
 )
-from clasp_rs.loop.jsonfile import read_json, write_json
+from clasp_rs.loop.source import SourceDataset, check_source, link_or_copy, resolve_source
 from clasp_rs.loop.split import split_cases
-from clasp_rs.loop.volumes import (
-    SUPPORTED_ENDINGS,
+from clasp_rs.nnunet.labels import (
     label_dtype,
-    link_or_copy,
+    partial_labels,
     read_label,
     write_label_like,
 )
-from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths, raw_dataset_folder
+from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths
 from clasp_rs.patches import write_loop_file
-from clasp_rs.probabilities import read_dataset_json
 
-__all__ = ["SourceDataset", "check_source", "init_experiment", "next_dataset_id"]
+__all__ = ["init_experiment", "next_dataset_id"]
 
 _DATASET_ID = re.compile(r"^Dataset(\d{3})_")
-
-
-@dataclass(frozen=True)
-class SourceDataset:
-    """A checked nnU-Net raw dataset.
-
-    Attributes:
-        folder: ``$nnUNet_raw/DatasetXXX_Name``.
-        labels: class name -> value (background included).
-        channels: ``channel_names`` of dataset.json.
-        file_ending: e.g. ``".nii.gz"``.
-        cases: case names with a label file, sorted.
-    """
-
-    folder: Path
-    labels: dict[str, int]
-    channels: dict[str, str]
-    file_ending: str
-    cases: list[str]
-
-    def label_file(self, case: str) -> Path:
-        return self.folder / "labelsTr" / f"{case}{self.file_ending}"
-
-    def image_files(self, case: str) -> list[Path]:
-        return [
-            self.folder / "imagesTr" / f"{case}_{int(c):04d}{self.file_ending}"
-            for c in sorted(self.channels, key=int)
-        ]
-
-
-def _resolve_source(dataset: str, paths: NnUNetPaths) -> Path:
-    candidate = Path(dataset)
-    if candidate.is_dir():
-        return candidate.resolve()
-    return raw_dataset_folder(dataset, paths).resolve()
-
-
-def check_source(folder: Path) -> SourceDataset:
-    """Check an nnU-Net raw dataset's dataset.json and files (not the label values).
-
-    Raises:
-        FileNotFoundError: no dataset.json.
-        DatasetError: an ``ignore`` label already, a file ending clasp-rs cannot write, no
-            labelsTr, label files with another ending than dataset.json's, missing images.
-    """
-    info = read_dataset_json(folder / "dataset.json")
-    doc = read_json(folder / "dataset.json", "dataset.json")
-    if info.ignore_label is not None:
-        raise DatasetError(
-            f"{folder / 'dataset.json'} already has an 'ignore' label ({info.ignore_label}); "
-            "clasp-rs adds its own ignore label for unannotated voxels: start from the fully "
-            "labelled dataset"
-        )
-    ending = info.file_ending
-    if ending not in SUPPORTED_ENDINGS:
-        raise DatasetError(
-            f"{folder / 'dataset.json'}: file_ending {ending!r} is not supported by the loop; "
-            f"expected one of {', '.join(SUPPORTED_ENDINGS)}"
-        )
-    channels = doc.get("channel_names") or doc.get("modality")
-    if not isinstance(channels, dict) or not channels:
-        raise DatasetError(f'{folder / "dataset.json"} has no "channel_names" (e.g. {{"0": "CT"}})')
-    labels_dir = folder / "labelsTr"
-    if not labels_dir.is_dir():
-        raise DatasetError(
-            f"{folder} has no labelsTr folder: the loop simulates annotation and evaluates "
-            "from full labels, one <case>" + ending + " per training case"
-        )
-    names = sorted(
-        p.name for p in labels_dir.iterdir() if p.is_file() and not p.name.startswith(".")
-    )
-    cases = [n[: -len(ending)] for n in names if n.endswith(ending) and len(n) > len(ending)]
-    others = [n for n in names if not n.endswith(ending)]
-    if others:
-        raise DatasetError(
-            f"{labels_dir} holds {len(others)} file(s) that do not end with dataset.json's "
-            f"file_ending {ending!r}: {', '.join(others[:5])}"
-            + (" ..." if len(others) > 5 else "")
-            + "; fix file_ending or the files"
-        )
-    if not cases:
-        raise DatasetError(f"{labels_dir} holds no label files (*{ending})")
-    source = SourceDataset(
-        folder, dict(info.labels), {str(k): str(v) for k, v in channels.items()}, ending, cases
-    )
-    missing = [str(p) for case in cases for p in source.image_files(case) if not p.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} image file(s) missing in {folder / 'imagesTr'}, e.g. "
-            f"{', '.join(Path(m).name for m in missing[:3])}; expected <case>_XXXX{ending} per "
-            "channel for every label file"
-        )
-    return source
 
 
 def next_dataset_id(paths: NnUNetPaths, minimum: int = 500) -> int:
@@ -249,7 +154,7 @@ def init_experiment(
     root = Path(experiment).resolve()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DatasetError(f"experiment folder {root} already exists and is not empty")
-    source = check_source(_resolve_source(dataset, paths))
+    source = check_source(resolve_source(dataset, paths))
     size = _as_patch_size(patch_size)
     if patch_size_mm is not None and size is not None:
         raise DatasetError("--patch-size and --patch-size-mm exclude each other: give one")
@@ -423,7 +328,7 @@ def init_experiment(
             "numTraining": len(pool),
             "file_ending": ending,
         }
-        write_json(tmp_data / "dataset.json", dataset_json)
+        write_dataset_json(tmp_data / "dataset.json", dataset_json)
         write_json(tmp_root / EXPERIMENT_FILE, exp.to_json())
         from clasp_rs import __version__
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.loop.jsonfile import read_json, write_json
+from clasp_rs.io.json_files import read_json, write_json
 
 __all__ = ["RunState", "StepHooks", "load_state", "step_key"]
 

@@ -10,7 +10,9 @@ Small functions, one per step the loop takes, all on nnU-Net's own APIs:
 - :func:`predict_probabilities` writes each fold's class probabilities,
   ``fold_N/<case>.npz`` with key ``probabilities``: float32 (C, Z, Y, X);
 - :func:`evaluate_segmentations`, :func:`ensemble_segmentation` and :func:`dice_per_class`
-  score predictions.
+  score predictions;
+- :mod:`clasp_rs.nnunet.labels` reads and writes label files and builds the partial labels
+  (ground truth inside annotated patches, ``ignore`` elsewhere).
 
 Importing this package imports neither torch nor nnunetv2; the functions load them when
 called (a missing one raises ImportError naming ``clasp-rs[nnunet]``). nnU-Net's trainers for
@@ -21,13 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clasp_rs.nnunet.datasets import copy_raw_dataset, mask_outside_boxes, set_ignore_label
 from clasp_rs.nnunet.evaluation import (
     DiceResult,
     dice_per_class,
     ensemble_segmentation,
     evaluate_segmentations,
-    read_label_map,
 )
 from clasp_rs.nnunet.paths import NnUNetPaths, dataset_name, nnunet_paths, raw_dataset_folder
 from clasp_rs.nnunet.planning import plan_experiment, preprocess, preprocessed_folder, raw_cases
@@ -39,13 +39,11 @@ __all__ = [
     "DiceResult",
     "NnUNetPaths",
     "case_image_files",
-    "copy_raw_dataset",
     "dataset_name",
     "dice_per_class",
     "ensemble_segmentation",
     "evaluate_segmentations",
     "external_trainer_folder",
-    "mask_outside_boxes",
     "model_folder",
     "nnunet_paths",
     "plan_experiment",
@@ -54,9 +52,7 @@ __all__ = [
     "preprocessed_folder",
     "raw_cases",
     "raw_dataset_folder",
-    "read_label_map",
     "resolve_trainer",
-    "set_ignore_label",
     "train_fold",
     "write_splits",
 ]

@@ -1,4 +1,5 @@
-"""What every nnU-Net call needs: the lazy import, the environment, the device."""
+"""What every nnU-Net call needs: the lazy import, the environment, and the one filter for
+nU-Net's own warnings. Devices are resolved by :mod:`clasp_rs.devices`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
-from clasp_rs._optional import import_nnunetv2, import_torch
+from clasp_rs._optional import import_nnunetv2
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.nnunet.paths import NnUNetPaths, nnunet_paths
 
@@ -60,24 +60,6 @@ def scoped_environ(**values: str | None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def resolve_device(device: Any = None) -> Any:
-    """A ``torch.device`` from None (CUDA when available, else CPU), a string or a device.
-
-    Raises:
-        ValueError: the device type is not cpu, cuda or mps, or CUDA was asked for but is
-            not available.
-    """
-    torch = import_torch()
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r}: nnU-Net runs on cpu, cuda or mps")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    return resolved
 
 
 # Packages whose warnings inside nnU-Net calls are nnU-Net's business: e.g. its trainer

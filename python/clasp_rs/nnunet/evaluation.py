@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from clasp_rs.exceptions import DatasetError, InvalidProbabilitiesError
+from clasp_rs.io.probabilities import PROBABILITIES_KEY
 
 __all__ = [
     "DiceResult",
     "dice_per_class",
     "ensemble_segmentation",
     "evaluate_segmentations",
-    "read_label_map",
 ]
 
 
@@ -75,22 +75,6 @@ def dice_per_class(
     return scores
 
 
-def read_label_map(path: Path | str) -> np.ndarray:
-    """A label image as an integer array (Z, Y, X), read with SimpleITK."""
-    import SimpleITK as sitk  # an nnunetv2 dependency, imported only when files are read
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} not found")
-    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    if not np.issubdtype(array.dtype, np.integer):
-        rounded = np.rint(array)
-        if not np.array_equal(rounded, array):
-            raise DatasetError(f"{path} holds non-integer values; expected a label map")
-        array = rounded.astype(np.int32)
-    return array
-
-
 def ensemble_segmentation(probability_files: Sequence[Path | str]) -> np.ndarray:
     """Argmax of the mean of per-fold class probabilities.
 
@@ -110,11 +94,11 @@ def ensemble_segmentation(probability_files: Sequence[Path | str]) -> np.ndarray
     total: np.ndarray | None = None
     for path in probability_files:
         with np.load(path, allow_pickle=False) as data:
-            if "probabilities" not in data:
+            if PROBABILITIES_KEY not in data:
                 raise InvalidProbabilitiesError(
                     f"{path} has no 'probabilities' array (has {list(data.keys())})"
                 )
-            probabilities = data["probabilities"]
+            probabilities = data[PROBABILITIES_KEY]
         if probabilities.ndim != 4:
             raise InvalidProbabilitiesError(
                 f"{path}: probabilities of shape {probabilities.shape}; expected (C, Z, Y, X)"
@@ -169,7 +153,11 @@ def evaluate_segmentations(
 
 
 def _as_array(value: Path | str | np.ndarray) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else read_label_map(value)
+    if isinstance(value, np.ndarray):
+        return value
+    from clasp_rs.nnunet.labels import read_label
+
+    return read_label(value)[0]
 
 
 def _nanmean(values: list[float]) -> float:

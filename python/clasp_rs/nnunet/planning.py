@@ -8,7 +8,6 @@ whose labels changed are preprocessed again.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from clasp_rs._atomic import atomic_path
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.io.dataset_json import load_dataset_json
 from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, scoped_environ
 from clasp_rs.nnunet.paths import dataset_name, raw_dataset_folder
 
@@ -35,7 +35,7 @@ def raw_cases(dataset: int | str) -> dict[str, dict[str, object]]:
         DatasetError: no dataset.json, no labelsTr, an image channel or label missing.
     """
     folder = raw_dataset_folder(dataset)
-    dataset_json = json.loads((folder / "dataset.json").read_text())
+    dataset_json = load_dataset_json(folder / "dataset.json")
     for key in ("channel_names", "labels", "file_ending"):
         if key not in dataset_json:
             raise DatasetError(f"{folder / 'dataset.json'} has no {key!r}")
@@ -169,7 +169,7 @@ def preprocess(
             f"{list(plans_manager.available_configurations)}"
         )
     configuration_manager = plans_manager.get_configuration(configuration)
-    dataset_json = json.loads((folder / "dataset.json").read_text())
+    dataset_json = load_dataset_json(folder / "dataset.json")
     available = raw_cases(dataset)
     wanted = sorted(available) if cases is None else sorted(set(cases))
     unknown = [c for c in wanted if c not in available]

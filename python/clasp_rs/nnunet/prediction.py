@@ -16,7 +16,6 @@ no partial results behind and a rerun with ``overwrite=False`` continues where i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,15 +23,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from clasp_rs.devices import resolve_torch_device
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, resolve_device
+from clasp_rs.io.dataset_json import load_dataset_json
+from clasp_rs.io.json_files import read_json
+from clasp_rs.io.probabilities import PROBABILITIES_KEY
+from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings
 from clasp_rs.nnunet.checkpoints import load_checkpoint
 from clasp_rs.nnunet.training import resolve_trainer
 
 __all__ = ["PROBABILITIES_KEY", "predict_probabilities", "case_image_files"]
-
-PROBABILITIES_KEY = "probabilities"
-"""The array name nnU-Net gives the class probabilities in its ``.npz`` files."""
 
 
 def case_image_files(images_folder: Path, case: str, dataset_json: dict) -> list[str]:
@@ -107,10 +107,10 @@ def predict_probabilities(
     for name in ("plans.json", "dataset.json"):
         if not (model_folder / name).is_file():
             raise DatasetError(f"{model_folder} has no {name}; expected a trained model folder")
-    dataset_json = json.loads((model_folder / "dataset.json").read_text())
+    dataset_json = load_dataset_json(model_folder / "dataset.json")
     mine = sorted(set(cases))[part_id::num_parts]
     inputs = {case: case_image_files(Path(images_folder), case, dataset_json) for case in mine}
-    torch_device = resolve_device(device)
+    torch_device = resolve_torch_device(device)
 
     results: dict[str, list[Path]] = {case: [] for case in mine}
     for fold in folds:
@@ -155,8 +155,8 @@ def _fold_predictor(
     trainer_class: Any = resolve_trainer(
         trainer if trainer is not None else checkpoint["trainer_name"]
     )
-    dataset_json = json.loads((model_folder / "dataset.json").read_text())
-    plans_manager = PlansManager(json.loads((model_folder / "plans.json").read_text()))
+    dataset_json = load_dataset_json(model_folder / "dataset.json")
+    plans_manager = PlansManager(read_json(model_folder / "plans.json", "nnU-Net plans"))
     configuration_manager = plans_manager.get_configuration(
         checkpoint["init_args"]["configuration"]
     )

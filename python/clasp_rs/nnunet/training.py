@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from clasp_rs.devices import resolve_torch_device
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.nnunet._runtime import (
-    nnunet_ready,
-    nnunet_warnings,
-    resolve_device,
-    scoped_environ,
-)
+from clasp_rs.io.dataset_json import load_dataset_json
+from clasp_rs.io.json_files import read_json
+from clasp_rs.nnunet._runtime import nnunet_ready, nnunet_warnings, scoped_environ
 from clasp_rs.nnunet.checkpoints import load_checkpoint
 from clasp_rs.nnunet.paths import dataset_name
 from clasp_rs.nnunet.planning import DEFAULT_PLANS, preprocessed_folder
@@ -158,12 +156,12 @@ def _train_fold(
 ) -> Path:
     nnunet_ready()
     trainer_class = resolve_trainer(trainer)
-    torch_device = resolve_device(device)
+    torch_device = resolve_torch_device(device)
     folder = preprocessed_folder(dataset)
     plans_file = folder / f"{plans}.json"
     if not plans_file.is_file():
         raise DatasetError(f"no plans {plans_file}; run plan_experiment({dataset!r}) first")
-    plans_dict = json.loads(plans_file.read_text())
+    plans_dict = read_json(plans_file, "nnU-Net plans")
     if configuration not in plans_dict.get("configurations", {}):
         raise DatasetError(f"configuration {configuration!r} is not in {plans_file}")
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -173,7 +171,7 @@ def _train_fold(
         raise DatasetError(
             f"{data_folder} does not exist; run preprocess({dataset!r}, {configuration!r}) first"
         )
-    dataset_json = json.loads((folder / "dataset.json").read_text())
+    dataset_json = load_dataset_json(folder / "dataset.json")
     plans_dict["continue_training"] = continue_training
     fold_value: int | str = fold if fold == "all" else int(fold)
     instance = trainer_class(

@@ -12,9 +12,9 @@ A single run does both; ``clasp-rs query --num-parts K --part-id i`` does phase 
 K-th case and ``clasp-rs merge`` does phase 2 on the union of the parts, which gives exactly
 the single run's query (see :mod:`clasp_rs.query`).
 
-Ordering across volumes: patches compare by their engine key rounded to float32 (higher
-first), then by the case's position in sorted case-name order, then by C-order candidate
-index (:func:`clasp_rs._engine.merge_best_first`).
+Ordering across volumes: patches compare by their engine key rounded to float32 precision
+(higher first), then by the case's position in sorted case-name order, then by C-order
+candidate index (:func:`clasp_rs._engine.merge_best_first`).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ class Strategy(SeededStrategy, ABC):
             per_volume: ``m`` of the per-volume caps (default ``n``).
             annotated: case name -> patches already annotated (never overlapped).
             device: where the uncertainty maps are computed (``"auto"``, ``"cpu"``,
-                ``"cuda"``).
+                ``"cuda"``; ``"mps"`` computes them on the CPU, see
+                :func:`clasp_rs.devices.maps_device`).
             workdir: write the maps there as ``.npy`` files that the engine memory-maps
                 (for inputs too large to hold every volume's maps in memory).
 

@@ -9,17 +9,15 @@ one case's maps are ever held in memory.
 from __future__ import annotations
 
 import os
-import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clasp_rs.exceptions import InvalidProbabilitiesError
+from clasp_rs.io.probabilities import source_shape
 from clasp_rs.strategies.types import MAP_NEEDS, ScoreSet
 
-__all__ = ["compute_score_sets", "score_set_for_case", "source_shape"]
+__all__ = ["compute_score_sets", "score_set_for_case"]
 
 
 def _check_case(case: Any) -> str:
@@ -28,51 +26,6 @@ def _check_case(case: Any) -> str:
             f"case names must be non-empty strings without path separators, got {case!r}"
         )
     return case
-
-
-def _npy_header_shape(handle: Any, label: str) -> tuple[int, ...]:
-    try:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, _ = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, _, _ = np.lib.format.read_array_header_2_0(handle)
-    except ValueError as err:
-        raise InvalidProbabilitiesError(f"{label}: not a readable .npy array: {err}") from err
-    return tuple(int(s) for s in shape)
-
-
-def source_shape(source: Any) -> tuple[int, ...]:
-    """Shape of probabilities without reading them: an array or tensor, a ``.npy`` path, an
-    nnU-Net ``.npz`` path (key ``probabilities``), or a list of folds (the first one's)."""
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"probability file not found: {path}")
-        if path.suffix.lower() == ".npz":
-            try:
-                with zipfile.ZipFile(path) as archive, archive.open("probabilities.npy") as f:
-                    return _npy_header_shape(f, str(path))
-            except KeyError:
-                raise InvalidProbabilitiesError(
-                    f"{path} has no array 'probabilities'; expected an nnU-Net export "
-                    "(--save_probabilities) of shape (C, Z, Y, X)"
-                ) from None
-            except zipfile.BadZipFile as err:
-                raise InvalidProbabilitiesError(f"{path} is not a readable .npz: {err}") from err
-        with open(path, "rb") as f:
-            return _npy_header_shape(f, str(path))
-    if hasattr(source, "shape"):
-        return tuple(int(s) for s in source.shape)
-    if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
-        items = list(source)
-        if not items:
-            raise InvalidProbabilitiesError("an empty list of folds")
-        return source_shape(items[0])
-    raise TypeError(
-        f"expected probabilities as an array, tensor, path or list of folds, got "
-        f"{type(source).__name__}"
-    )
 
 
 def score_set_for_case(

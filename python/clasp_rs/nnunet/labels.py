@@ -1,0 +1,187 @@
+"""Label maps of nnU-Net raw datasets: reading and writing label and image files (SimpleITK),
+and the partial labels of active learning — the ground truth inside annotated patches and
+the dataset's ``ignore`` value elsewhere.
+
+Arrays are in SimpleITK / nnU-Net order ``(Z, Y, X)``. Label files are written atomically
+(:mod:`clasp_rs._atomic`: a temporary file with the same ending in a scratch folder on the same
+filesystem, then ``os.replace``), so a reader (or nnU-Net) never sees half a file. SimpleITK
+(an nnunetv2 dependency) is imported when a file is first read or written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clasp_rs._atomic import atomic_path
+from clasp_rs.exceptions import DatasetError
+from clasp_rs.patches import Patch
+
+__all__ = [
+    "SUPPORTED_ENDINGS",
+    "apply_patches",
+    "foreground_counts",
+    "image_shape",
+    "label_dtype",
+    "partial_labels",
+    "patch_mask",
+    "read_image",
+    "read_label",
+    "write_label_like",
+]
+
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
+"""File endings the loop reads and writes (SimpleITK formats nnU-Net also reads)."""
+
+
+def _sitk() -> Any:
+    try:
+        import SimpleITK as sitk
+    except ImportError as err:  # an nnunetv2 dependency
+        raise ImportError(
+            "the active-learning loop reads label files with SimpleITK, which is not "
+            "installed: install clasp-rs[nnunet] (pip install 'clasp-rs[nnunet]')"
+        ) from err
+    return sitk
+
+
+def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
+    """A label file as an integer array and its SimpleITK image (for the geometry).
+
+    Returns:
+        ``(labels, image)``: labels int16/uint8/... ``(Z, Y, X)`` as stored (floating point
+        files are converted when every value is an integer); ``image`` the SimpleITK image.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DatasetError: more than one component per voxel, or non-integer values.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(2, "label file not found", str(file))
+    sitk = _sitk()
+    image = sitk.ReadImage(str(file))
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
+        raise DatasetError(
+            f"{file}: expected a 3-D single-component label map, got "
+            f"{image.GetDimension()}-D with {image.GetNumberOfComponentsPerPixel()} components"
+        )
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.integer):
+        rounded = np.rint(array)
+        if not np.array_equal(rounded, array):
+            raise DatasetError(f"{file}: non-integer values; expected a label map")
+        array = rounded.astype(np.int32)
+    return array, image
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """The voxels of an image file as float32 ``(Z, Y, X)`` (first channel file only)."""
+    sitk = _sitk()
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(Z, Y, X)`` of an image file, from its header only."""
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    size = reader.GetSize()
+    if len(size) != 3:
+        raise DatasetError(f"{path}: expected a 3-D image, got size {size}")
+    return int(size[2]), int(size[1]), int(size[0])
+
+
+def label_dtype(max_value: int) -> type[np.integer]:
+    """The smallest unsigned integer type that holds ``0 .. max_value``."""
+    return np.uint8 if max_value < 256 else np.uint16
+
+
+def write_label_like(
+    array: np.ndarray,
+    reference: Any,
+    path: str | os.PathLike[str],
+    scratch: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write ``array`` (Z, Y, X) with the geometry of the SimpleITK image ``reference``.
+
+    Args:
+        array: integer labels, same shape as ``reference``.
+        reference: a SimpleITK image (spacing, origin, direction are copied).
+        path: destination; its ending picks the format.
+        scratch: an existing folder on the same filesystem for the temporary file; default
+            the destination's folder.
+
+    Returns:
+        ``path``; an existing file there is replaced atomically.
+    """
+    sitk = _sitk()
+    dest = Path(path)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.CopyInformation(reference)
+    ending = next((e for e in SUPPORTED_ENDINGS if dest.name.endswith(e)), dest.suffix)
+    with atomic_path(dest, overwrite=True, scratch=scratch, suffix=ending) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
+    return dest
+
+
+def _check_inside(patch: Patch, shape: Sequence[int], case: str) -> None:
+    end = patch.end
+    if any(e > s for e, s in zip(end, shape, strict=True)):
+        raise DatasetError(
+            f"patch {patch.coords}+{patch.size} of case {case!r} reaches {end}, outside the "
+            f"volume {tuple(shape)} (Z, Y, X)"
+        )
+
+
+def patch_mask(shape: Sequence[int], patches: Iterable[Patch], case: str = "") -> np.ndarray:
+    """bool ``(Z, Y, X)``: True inside any of ``patches``.
+
+    Raises:
+        DatasetError: a patch reaches outside the volume.
+    """
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for p in patches:
+        _check_inside(p, shape, case)
+        z, y, x = p.coords
+        dz, dy, dx = p.size
+        mask[z : z + dz, y : y + dy, x : x + dx] = True
+    return mask
+
+
+def partial_labels(
+    ground_truth: np.ndarray, patches: Iterable[Patch], ignore_label: int, dtype: type
+) -> np.ndarray:
+    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``."""
+    out: np.ndarray = np.full(ground_truth.shape, ignore_label, dtype=dtype)
+    mask = patch_mask(ground_truth.shape, patches)
+    out[mask] = ground_truth[mask]
+    return out
+
+
+def apply_patches(current: np.ndarray, source: np.ndarray, patches: Iterable[Patch]) -> np.ndarray:
+    """A copy of ``current`` with ``source``'s values inside ``patches``.
+
+    Args:
+        current: the training labels ``(Z, Y, X)``.
+        source: the labels to copy from (ground truth or a human's file), same shape.
+    """
+    if current.shape != source.shape:
+        raise DatasetError(f"label shape {source.shape} != training label shape {current.shape}")
+    out = current.copy()
+    mask = patch_mask(current.shape, patches)
+    out[mask] = source[mask].astype(out.dtype)
+    return out
+
+
+def foreground_counts(
+    labels: np.ndarray, mask: np.ndarray, foreground: Sequence[int]
+) -> dict[str, int]:
+    """Voxels of each foreground class inside ``mask``: ``{"1": n1, ...}``."""
+    values = labels[mask]
+    return {str(c): int(np.count_nonzero(values == c)) for c in foreground}
