@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._optional import import_simpleitk
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.patches import Patch
 
@@ -163,9 +164,7 @@ def read_geometry(path: str | os.PathLike[str]) -> ImageGeometry:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(2, "image file not found", os.fspath(path))
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
+    reader = import_simpleitk().ImageFileReader()
     reader.SetFileName(os.fspath(path))
     reader.ReadImageInformation()
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._optional import import_simpleitk
 from clasp_rs.geometry import ImageGeometry
 
 __all__ = [
@@ -88,16 +89,10 @@ def resampled_geometry(geometry: ImageGeometry, spacing_zyx: Sequence[float]) ->
     )
 
 
-def _sitk() -> Any:
-    import SimpleITK as sitk
-
-    return sitk
-
-
 def resample_image(image: Any, target: ImageGeometry, *, labels: bool) -> Any:
     """A SimpleITK image resampled onto ``target`` (linear, or nearest for ``labels``),
     keeping its pixel type (integer images are rounded after linear interpolation)."""
-    sitk = _sitk()
+    sitk = import_simpleitk()
     if labels:
         return sitk.Resample(
             image,
@@ -136,7 +131,7 @@ def resample_array(
 ) -> np.ndarray:
     """``array`` (Z, Y, X) on ``source``'s grid, resampled onto ``target``'s (nearest for
     ``labels``, else linear); same dtype."""
-    sitk = _sitk()
+    sitk = import_simpleitk()
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     source.apply_to(image)
     out: np.ndarray = sitk.GetArrayFromImage(resample_image(image, target, labels=labels))

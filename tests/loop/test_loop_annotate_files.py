@@ -100,6 +100,14 @@ def _write_segmentation(labels, reference, path: Path, names: dict[int, str], sk
     slicerio.write_segmentation(str(path), seg)
 
 
+def _filled_folder(exp, raw, folder: Path) -> Path:
+    """``folder`` with every queried case's label file filled from the ground truth."""
+    folder.mkdir()
+    for case in _query(exp):
+        _write(*_filled(exp, raw, case), folder / f"{case}.nii.gz")
+    return folder
+
+
 def _assert_applied(exp, raw) -> None:
     for case in exp.pool:
         assert np.array_equal(_array(raw / "labelsTr" / exp.file_of(case)), _expected(exp, case))
@@ -187,10 +195,7 @@ def test_slicer_segments_must_name_a_label_and_not_overlap(experiment, tmp_path)
 def test_a_real_slicer_file_of_another_scan_is_refused_by_geometry(experiment, tmp_path):
     slicerio = pytest.importorskip("slicerio")
     exp, raw = experiment
-    folder = tmp_path / "human"
-    folder.mkdir()
-    for case in _query(exp):
-        _write(*_filled(exp, raw, case), folder / f"{case}.nii.gz")
+    folder = _filled_folder(exp, raw, tmp_path / "human")
     victim = sorted(_query(exp))[0]
     (folder / f"{victim}.nii.gz").unlink()
     shutil.copyfile(
@@ -216,10 +221,7 @@ def _shifted(reference, how: str):
 @pytest.mark.parametrize("how", ["origin", "spacing", "direction", "size"])
 def test_wrong_geometry_is_refused_naming_case_and_mismatch(experiment, tmp_path, how):
     exp, raw = experiment
-    folder = tmp_path / "human"
-    folder.mkdir()
-    for case in _query(exp):
-        _write(*_filled(exp, raw, case), folder / f"{case}.nii.gz")
+    folder = _filled_folder(exp, raw, tmp_path / "human")
     victim = sorted(_query(exp))[-1]
     labels, reference = _filled(exp, raw, victim)
     if how == "size":
@@ -245,10 +247,7 @@ def test_crops_round_trip_equals_annotating_the_full_files(experiment, tmp_path)
     labels_before = {p.name: p.read_bytes() for p in (raw / "labelsTr").iterdir()}
     state_before = exp.state_file.read_text()
     # 1. Annotate the full files.
-    full = tmp_path / "full"
-    full.mkdir()
-    for case in _query(exp):
-        _write(*_filled(exp, raw, case), full / f"{case}.nii.gz")
+    full = _filled_folder(exp, raw, tmp_path / "full")
     annotate_experiment(exp.root, full)
     after_full = _digests(raw / "labelsTr")
     # 2. Back to the query, then the same from crops: export --crops, fill each crop's own
@@ -322,10 +321,7 @@ def _victim(tmp_path: Path) -> Path:
 
 def test_a_symlink_in_annotations_is_replaced_never_written_through(experiment, tmp_path):
     exp, raw = experiment
-    folder = tmp_path / "human"
-    folder.mkdir()
-    for case in _query(exp):
-        _write(*_filled(exp, raw, case), folder / f"{case}.nii.gz")
+    folder = _filled_folder(exp, raw, tmp_path / "human")
     victim = _victim(tmp_path)
     keep = exp.root / "annotations" / "loop_001"
     keep.mkdir(parents=True)
@@ -339,10 +335,7 @@ def test_a_symlink_in_annotations_is_replaced_never_written_through(experiment, 
 
 def test_a_symlinked_annotations_folder_is_refused_before_anything_is_applied(experiment, tmp_path):
     exp, raw = experiment
-    folder = tmp_path / "human"
-    folder.mkdir()
-    for case in _query(exp):
-        _write(*_filled(exp, raw, case), folder / f"{case}.nii.gz")
+    folder = _filled_folder(exp, raw, tmp_path / "human")
     outside = _victim(tmp_path).parent
     (exp.root / "annotations").symlink_to(outside, target_is_directory=True)
     before = _digests(raw / "labelsTr")

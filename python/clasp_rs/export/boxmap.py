@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clasp_rs.exceptions import DatasetError
+from clasp_rs.nnunet.labels import patch_slices
 from clasp_rs.patches import Patch
 
 __all__ = ["box_dtype", "box_label_map", "box_outline_map"]
@@ -19,23 +19,12 @@ def box_dtype(n: int) -> type[np.unsignedinteger]:
     return np.uint8 if n < 256 else np.uint16
 
 
-def _slices(patch: Patch, shape: Sequence[int]) -> tuple[slice, slice, slice]:
-    if any(e > s for e, s in zip(patch.end, shape, strict=True)):
-        raise DatasetError(
-            f"patch {patch.coords}+{patch.size} reaches {patch.end}, outside the volume "
-            f"{tuple(shape)} (Z, Y, X)"
-        )
-    z, y, x = patch.coords
-    dz, dy, dx = patch.size
-    return slice(z, z + dz), slice(y, y + dy), slice(x, x + dx)
-
-
 def box_label_map(shape: Sequence[int], patches: Sequence[Patch]) -> np.ndarray:
     """``(Z, Y, X)`` map: ``k`` inside patch ``k`` (1-based, in order), 0 elsewhere; where
     patches overlap the later one wins. dtype from :func:`box_dtype`."""
     out = np.zeros(tuple(shape), dtype=box_dtype(len(patches)))
     for k, patch in enumerate(patches, start=1):
-        out[_slices(patch, shape)] = k
+        out[patch_slices(patch, shape)] = k
     return out
 
 
@@ -44,7 +33,7 @@ def box_outline_map(shape: Sequence[int], patches: Sequence[Patch]) -> np.ndarra
     (a box one voxel thin on an axis is all faces)."""
     out = np.zeros(tuple(shape), dtype=box_dtype(len(patches)))
     for k, patch in enumerate(patches, start=1):
-        box = _slices(patch, shape)
+        box = patch_slices(patch, shape)
         faces = np.ones(patch.size, dtype=bool)
         faces[1:-1, 1:-1, 1:-1] = False
         region = out[box]

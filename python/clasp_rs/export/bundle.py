@@ -18,17 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from clasp_rs._atomic import atomic_path, write_text_atomic
+from clasp_rs._atomic import write_text_atomic
+from clasp_rs._optional import import_simpleitk
 from clasp_rs._safe_paths import copy_into, real_dirs
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.boxmap import box_label_map, box_outline_map
-from clasp_rs.export.crops import DEFAULT_MARGIN_MM, crop_box, crop_name, margin_voxels
+from clasp_rs.export.crops import (
+    DEFAULT_MARGIN_MM,
+    crop_box,
+    crop_name,
+    margin_voxels,
+    patch_in_crop,
+)
 from clasp_rs.export.itksnap import itksnap_label_description
 from clasp_rs.export.labels import PALETTE, BoxLabel, box_labels
 from clasp_rs.export.mitk import mitk_geometry_xml
 from clasp_rs.export.slicer import slicer_color_table, slicer_markups
 from clasp_rs.export.table import PatchRow, patches_csv, patches_json
 from clasp_rs.geometry import ImageGeometry, physical_box
+from clasp_rs.nnunet.labels import patch_slices, write_image
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -110,23 +118,9 @@ def case_files(case: str, ending: str) -> dict[str, str]:
     }
 
 
-def _sitk() -> Any:
-    import SimpleITK as sitk
-
-    return sitk
-
-
-def _write_volume(array: np.ndarray, geometry: ImageGeometry, dest: Path, ending: str) -> None:
-    sitk = _sitk()
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    geometry.apply_to(image)
-    with atomic_path(dest, overwrite=False, suffix=ending) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
-
-
-def _write_image(image: Any, dest: Path, ending: str) -> None:
-    with atomic_path(dest, overwrite=False, suffix=ending) as tmp:
-        _sitk().WriteImage(image, str(tmp), True)
+def _write_volume(array: np.ndarray, geometry: ImageGeometry, dest: Path) -> None:
+    image = import_simpleitk().GetImageFromArray(np.ascontiguousarray(array))
+    write_image(geometry.apply_to(image), dest, overwrite=False)
 
 
 def class_label_description(label_names: Mapping[int, str]) -> list[BoxLabel]:
@@ -187,13 +181,12 @@ def export_cases(
         boxes = [physical_box(p, source.geometry) for p in source.patches]
         written = {k: names[k] for k in ("boxes", "outline", "itksnap", "slicer")}
         _write_volume(
-            box_label_map(shape, source.patches), source.geometry, folder / names["boxes"], ending
+            box_label_map(shape, source.patches), source.geometry, folder / names["boxes"]
         )
         _write_volume(
             box_outline_map(shape, source.patches),
             source.geometry,
             folder / names["outline"],
-            ending,
         )
         write_text_atomic(
             folder / names["itksnap"], itksnap_label_description(labels), overwrite=False
@@ -222,7 +215,7 @@ def export_cases(
                     f"case {source.case!r}: label shape {current.shape} differs from its scan's "
                     f"{shape} (Z, Y, X)"
                 )
-            _write_volume(current, source.geometry, folder / names["label"], ending)
+            _write_volume(current, source.geometry, folder / names["label"])
             written["label"] = names["label"]
         if options.crops:
             _write_crops(source, labels, current, folder, options)
@@ -271,7 +264,7 @@ def _write_crops(
     folder: Path,
     options: ExportOptions,
 ) -> None:
-    sitk = _sitk()
+    sitk = import_simpleitk()
     crops = real_dirs(folder, "crops")
     ending = options.file_ending
     margin = margin_voxels(options.crop_margin_mm, source.geometry)
@@ -289,25 +282,14 @@ def _write_crops(
         index = [box.coords[2], box.coords[1], box.coords[0]]
         size = [box.size[2], box.size[1], box.size[0]]
         for channel, scan in enumerate(scans):
-            _write_image(
+            write_image(
                 sitk.RegionOfInterest(scan, size, index),
                 crops / f"{stem}_{channel:04d}{ending}",
-                ending,
+                overwrite=False,
             )
         geometry = source.geometry.cropped(box.coords, box.size)
-        z, y, x = box.coords
-        dz, dy, dx = box.size
-        inner = Patch(
-            patch.file,
-            tuple(c - b for c, b in zip(patch.coords, box.coords, strict=True)),  # type: ignore[arg-type]
-            patch.size,
-        )
+        inner = patch_in_crop(patch, box)
         boxes = (box_label_map(box.size, [inner]) > 0).astype(np.uint16) * lab.value
-        _write_volume(boxes, geometry, crops / f"{stem}_box{ending}", ending)
+        _write_volume(boxes, geometry, crops / f"{stem}_box{ending}")
         if label is not None:
-            _write_volume(
-                label[z : z + dz, y : y + dy, x : x + dx],
-                geometry,
-                crops / f"{stem}{ending}",
-                ending,
-            )
+            _write_volume(label[patch_slices(box, shape)], geometry, crops / f"{stem}{ending}")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from clasp_rs.geometry import ImageGeometry
 from clasp_rs.patches import Patch
 
-__all__ = ["DEFAULT_MARGIN_MM", "crop_box", "crop_name", "margin_voxels"]
+__all__ = ["DEFAULT_MARGIN_MM", "crop_box", "crop_name", "margin_voxels", "patch_in_crop"]
 
 DEFAULT_MARGIN_MM = 10.0
 """Context around each patch in a crop, mm (rounded up to whole voxels per axis)."""
@@ -36,6 +36,12 @@ def crop_box(patch: Patch, shape: Sequence[int], margin: Sequence[int]) -> Patch
         score=patch.score,
         stratum=patch.stratum,
     )
+
+
+def patch_in_crop(patch: Patch, box: Patch) -> Patch:
+    """``patch`` in the voxels of the crop ``box`` (both (Z, Y, X) on the scan's grid)."""
+    z, y, x = (c - b for c, b in zip(patch.coords, box.coords, strict=True))
+    return Patch(patch.file, (z, y, x), patch.size, score=patch.score, stratum=patch.stratum)
 
 
 def crop_name(case: str, number: int) -> str:

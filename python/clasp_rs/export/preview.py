@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._optional import import_simpleitk
 from clasp_rs.export.labels import PALETTE
 
 __all__ = ["render_case_preview"]
@@ -68,8 +69,9 @@ def render_case_preview(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import SimpleITK as sitk
     from matplotlib.colors import ListedColormap
+
+    sitk = import_simpleitk()
 
     root = Path(folder)
     scan = sitk.DICOMOrient(sitk.ReadImage(str(root / f"{case}_0000{file_ending}")), "LPS")

@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._optional import import_simpleitk
 from clasp_rs.exceptions import DatasetError, PatchSizeWarning
 from clasp_rs.geometry import ImageGeometry, geometry_mismatches, read_geometry
+from clasp_rs.loop.source import link_or_copy
+from clasp_rs.nnunet.labels import write_image
 from clasp_rs.resample import resample_image, resampled_geometry, same_spacing, target_spacing
 
 __all__ = [
@@ -90,35 +93,23 @@ def check_grids(
     return DatasetGrids(grids, target, resampled)
 
 
-def _sitk() -> Any:
-    import SimpleITK as sitk
-
-    return sitk
-
-
 def training_label(image: Any, grids: DatasetGrids, case: str) -> tuple[np.ndarray, Any]:
     """A case's label image (SimpleITK) on its training grid: ``(labels (Z, Y, X), image)``;
     nearest-neighbour resampled when the case is resampled."""
     if case not in grids.resampled:
-        return _sitk().GetArrayFromImage(image), image
+        return import_simpleitk().GetArrayFromImage(image), image
     out = resample_image(image, grids.training(case), labels=True)
-    return _sitk().GetArrayFromImage(out), out
+    return import_simpleitk().GetArrayFromImage(out), out
 
 
 def write_training_image(source: Path, dest: Path, grids: DatasetGrids, case: str) -> None:
     """Write a scan on its training grid to ``dest`` (hard link or copy when not
     resampled)."""
-    from clasp_rs.loop.source import link_or_copy
-
     if case not in grids.resampled:
         link_or_copy(source, dest)
         return
-    sitk = _sitk()
-    sitk.WriteImage(
-        resample_image(sitk.ReadImage(str(source)), grids.training(case), labels=False),
-        str(dest),
-        True,
-    )
+    scan = import_simpleitk().ReadImage(str(source))
+    write_image(resample_image(scan, grids.training(case), labels=False), dest, overwrite=False)
 
 
 def patch_size_from_mm(size_mm: Sequence[float], spacing: Sequence[float]) -> tuple[int, int, int]:

@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 from clasp_rs._safe_paths import real_dirs
+from clasp_rs.export.bundle import case_files
 from clasp_rs.export.readme import viewer_commands
 from clasp_rs.loop.experiment import Experiment
 from clasp_rs.loop.export import export_experiment
-from clasp_rs.patches import read_loop_file
+from clasp_rs.patches import patches_by_case, read_loop_file
 
 __all__ = ["hand_out", "waiting_message"]
 
@@ -51,17 +52,10 @@ def waiting_message(exp: Experiment, loop: int, folder: Path) -> str:
     which viewer, and the command that goes on."""
     query = exp.loop_file(loop + 1)
     patches = read_loop_file(query)
-    cases = sorted({p.file for p in patches})
-    first = cases[0][: -len(exp.file_ending)] if cases else ""
+    cases = sorted(patches_by_case(patches))
+    first = cases[0] if cases else ""
     e = exp.file_ending
-    files = {
-        "image": f"{first}_0000{e}",
-        "label": f"{first}{e}",
-        "boxes": f"{first}_boxes{e}",
-        "outline": f"{first}_outline{e}",
-        "itksnap": f"{first}_boxes_itksnap.txt",
-        "slicer": f"{first}.mrk.json",
-    }
+    files = case_files(first, e)
     lines = [
         f"waiting for annotation: {query.name} queried {len(patches)} patch(es) in "
         f"{len(cases)} case(s); everything is in",

@@ -26,9 +26,9 @@ import numpy as np
 
 from clasp_rs._safe_paths import is_inside
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.export.crops import crop_box, crop_name, margin_voxels
-from clasp_rs.geometry import ImageGeometry, geometry_mismatches
-from clasp_rs.nnunet.labels import patch_mask
+from clasp_rs.export.crops import crop_box, crop_name, margin_voxels, patch_in_crop
+from clasp_rs.geometry import ImageGeometry, geometry_mismatches, read_geometry
+from clasp_rs.nnunet.labels import patch_mask, patch_slices, read_label
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -155,9 +155,6 @@ class LabelMap:
 
 
 def _plain(path: Path, expected: ImageGeometry, what: str) -> LabelMap:
-    from clasp_rs.geometry import read_geometry
-    from clasp_rs.nnunet.labels import read_label
-
     problems = geometry_mismatches(read_geometry(path), expected)
     if problems:
         raise GeometryMismatchError(f"{path}: geometry differs from {what}: " + "; ".join(problems))
@@ -308,11 +305,8 @@ def assemble_labels(
         read = read_label_map(
             path, crop_geometry, f"crop {k} of {what} ({crop_geometry.describe()})", names
         )
-        z, y, x = box.coords
-        dz, dy, dx = box.size
-        region = (slice(z, z + dz), slice(y, y + dy), slice(x, x + dx))
-        z0, y0, x0 = (c - b for c, b in zip(patch.coords, box.coords, strict=True))
-        own_mask = patch_mask(box.size, [Patch(patch.file, (z0, y0, x0), patch.size)])
+        region = patch_slices(box, shape)
+        own_mask = patch_mask(box.size, [patch_in_crop(patch, box)])
         labels = _fill_unsegmented(read, own_mask, handed_out[region])
         rest = ~own_mask & ~queried[region]
         before = handed_out[region]
