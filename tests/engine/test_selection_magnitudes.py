@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_selection import assert_matches, problems, stride3
 
 from clasp_rs import select_across_volumes, select_top_patches
 from clasp_rs._key_rounding import float32_precision as library_float32_precision
 from reference import float32_precision, select_reference
-from test_selection import assert_matches, problems, stride3
 
 PAIRS = [
     (1e300, 3e300),
