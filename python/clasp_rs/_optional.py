@@ -10,7 +10,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["import_nnunetv2", "import_simpleitk", "import_torch", "torch_or_none"]
+__all__ = [
+    "import_monailabel",
+    "import_nnunetv2",
+    "import_simpleitk",
+    "import_torch",
+    "torch_or_none",
+]
 
 
 def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
@@ -23,13 +29,23 @@ def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
         ) from err
 
 
-def import_torch() -> ModuleType:
-    """Return the ``torch`` module.
+def import_monailabel() -> ModuleType:
+    """Return the ``monailabel`` module.
+
+    Raises:
+        ImportError: MONAI Label is not installed; the message says to install
+            ``clasp-rs[monailabel]``.
+    """
+    return _import_or_explain("monailabel", "monailabel", "the MONAI Label adapter")
+
+
+def import_torch(purpose: str = "computing uncertainty maps") -> ModuleType:
+    """Return the ``torch`` module (``purpose`` says what needs it, in the error).
 
     Raises:
         ImportError: torch is not installed; the message says to install ``clasp-rs[torch]``.
     """
-    return _import_or_explain("torch", "torch", "computing uncertainty maps")
+    return _import_or_explain("torch", "torch", purpose)
 
 
 def torch_or_none() -> ModuleType | None:

@@ -17,6 +17,7 @@ __all__ = [
     "DeviceError",
     "ClaspWarning",
     "PatchSizeWarning",
+    "ShortQueryWarning",
 ]
 
 
@@ -61,3 +62,9 @@ class ClaspWarning(UserWarning):
 
 class PatchSizeWarning(ClaspWarning):
     """A patch size larger than some volume on an axis (it is clipped there)."""
+
+
+class ShortQueryWarning(ClaspWarning):
+    """A query returned fewer patches than asked for: no valid candidate was left (every one
+    overlaps an annotated or an already taken patch). Functions that return a result object
+    report the shortfall there (``unfilled``) instead."""

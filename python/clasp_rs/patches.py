@@ -19,7 +19,7 @@ import numbers
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "Box",
     "Patch",
     "case_id",
+    "identical_patches",
     "patches_by_case",
     "read_loop_file",
     "read_loop_meta",
@@ -105,18 +106,44 @@ def _int_triple(value: Any, what: str, minimum: int) -> tuple[int, int, int]:
     return out[0], out[1], out[2]
 
 
-@dataclass(frozen=True)
+def _optional_float(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidPatchError(f"patch {what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _same_number(a: float | None, b: float | None, rel_tol: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or math.isclose(a, b, rel_tol=rel_tol, abs_tol=0.0)
+
+
+@dataclass(frozen=True, eq=False)
 class Patch:
     """A query patch: a box of a volume in (Z, Y, X) order.
+
+    Two patches are equal (and hash alike) when they are the same box of the same case:
+    ``(case_id(file), coords, size)``. Scores and strata are not compared, so the same box
+    found by a float16 and a float32 run, or read back from a loop file, is the same patch;
+    :meth:`identical` (and :func:`identical_patches` for lists) compares every field.
 
     Args:
         file: The case or file the patch belongs to (e.g. ``"case_001.nii.gz"``).
         coords: Start voxel ``(z, y, x)``, inclusive; non-negative integers.
         size: Extent ``(dz, dy, dx)`` in voxels; positive integers.
-        score: The ranking value the patch was selected by (box mean, or the noised
-            ``ln(box mean) + Gumbel/beta``); ``None`` when unknown.
+        score: The value the returning function documents: the box mean for
+            :func:`~clasp_rs.select_top_patches` (the noised key with ``beta``), the ranking
+            value ``ln(box mean)`` (+ noise) for strategies; ``None`` when unknown. Prefer
+            :attr:`mean` and :attr:`key`, which mean the same everywhere.
         stratum: The foreground class label whose map selected the patch, ``-1`` for the
             plain uncertainty map, ``None`` when not stratified.
+        mean: Keyword only. The exact box mean (float64) of the score map that selected the
+            patch, ``None`` when unknown (patches read from a loop file, random draws).
+        key: Keyword only. The value the patch was ranked by, higher first: the box mean, or
+            ``ln(box mean) + Gumbel(0, 1) / beta`` under power sampling (``-inf`` for a zero
+            mean); ``None`` when unknown. The engine ranks by it rounded to float32.
 
     Raises:
         InvalidPatchError: ``coords`` or ``size`` are not 3 integers, a coordinate is
@@ -128,22 +155,38 @@ class Patch:
     size: tuple[int, int, int]
     score: float | None = None
     stratum: int | None = None
+    mean: float | None = field(default=None, kw_only=True)
+    key: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.file, str):
             raise InvalidPatchError(f"patch file must be a string, got {self.file!r}")
         object.__setattr__(self, "coords", _int_triple(self.coords, "patch coords", 0))
         object.__setattr__(self, "size", _int_triple(self.size, "patch size", 1))
-        if self.score is not None:
-            if isinstance(self.score, bool) or not isinstance(self.score, numbers.Real):
-                raise InvalidPatchError(f"patch score must be a number, got {self.score!r}")
-            object.__setattr__(self, "score", float(self.score))
+        for name in ("score", "mean", "key"):
+            object.__setattr__(self, name, _optional_float(getattr(self, name), name))
         if self.stratum is not None:
             if isinstance(self.stratum, bool) or not isinstance(self.stratum, numbers.Integral):
                 raise InvalidPatchError(
                     f"patch stratum must be an integer or None, got {self.stratum!r}"
                 )
             object.__setattr__(self, "stratum", int(self.stratum))
+
+    def _identity(self) -> tuple[str, tuple[int, int, int], tuple[int, int, int]]:
+        return case_id(self.file), self.coords, self.size
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Patch):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    @property
+    def case(self) -> str:
+        """``case_id(file)``: the case the patch belongs to (``"case_001"``)."""
+        return case_id(self.file)
 
     @property
     def box(self) -> Box:
@@ -157,6 +200,43 @@ class Patch:
         dz, dy, dx = self.size
         return z + dz, y + dy, x + dx
 
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """``(slice(z, z + dz), slice(y, y + dy), slice(x, x + dx))``: index a ``(Z, Y, X)``
+        array with it, or ``array[(..., *patch.slices)]`` one with leading axes."""
+        return tuple(slice(c, e) for c, e in zip(self.coords, self.end, strict=True))  # type: ignore[return-value]
+
+    def crop(self, array: Any) -> Any:
+        """The patch's box of ``array``: ``array[..., z:z+dz, y:y+dy, x:x+dx]``.
+
+        Args:
+            array: a numpy array or torch tensor ``(..., Z, Y, X)`` (any leading axes, such as
+                channels ``(C, Z, Y, X)``), or anything indexable the same way with a
+                ``shape``.
+
+        Returns:
+            A view (no copy) of shape ``(..., dz, dy, dx)``, of the same type as ``array``.
+
+        Raises:
+            InvalidPatchError: ``array`` has fewer than 3 axes, or the patch reaches outside
+                its last three axes.
+        """
+        shape = tuple(int(s) for s in getattr(array, "shape", ()))
+        if len(shape) < 3:
+            raise InvalidPatchError(
+                f"cannot crop patch {self.coords}+{self.size}: expected an array (..., Z, Y, X) "
+                f"with at least 3 axes, got shape {shape}"
+            )
+        spatial = shape[-3:]
+        outside = [a for a in range(3) if self.end[a] > spatial[a]]
+        if outside:
+            raise InvalidPatchError(
+                f"patch {self.coords}+{self.size} of {self.file!r} reaches {self.end}, outside "
+                f"the array's (Z, Y, X) = {spatial} on axis {' and '.join(map(str, outside))}"
+            )
+        index = (Ellipsis, *self.slices)
+        return array[index]
+
     def overlaps(self, other: Patch) -> bool:
         """Whether the two boxes share at least one voxel. Only geometry counts: ``file``
         is not compared."""
@@ -166,6 +246,32 @@ class Patch:
                 self.coords, self.size, other.coords, other.size, strict=True
             )
         )
+
+    def identical(self, other: Patch, *, rel_tol: float = 0.0) -> bool:
+        """Whether every field matches: ``file`` (as written, not only its case), box,
+        ``stratum``, and ``score``, ``mean`` and ``key`` (equal, or within ``rel_tol``
+        relative difference; ``None`` only matches ``None``).
+
+        Equality (``==``) compares only the case and the box; use this to compare runs
+        score for score.
+        """
+        return (
+            isinstance(other, Patch)
+            and (self.file, self.coords, self.size, self.stratum)
+            == (other.file, other.coords, other.size, other.stratum)
+            and all(
+                _same_number(getattr(self, n), getattr(other, n), rel_tol)
+                for n in ("score", "mean", "key")
+            )
+        )
+
+
+def identical_patches(a: Sequence[Patch], b: Sequence[Patch], *, rel_tol: float = 0.0) -> bool:
+    """Whether two patch lists hold the same patches in the same order, every field
+    compared by :meth:`Patch.identical` (scores within ``rel_tol``)."""
+    return len(a) == len(b) and all(
+        p.identical(q, rel_tol=rel_tol) for p, q in zip(a, b, strict=True)
+    )
 
 
 def _loop_error(path: str | os.PathLike[str], problem: str) -> LoopFileError:

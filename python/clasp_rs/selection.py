@@ -33,8 +33,10 @@ from clasp_rs._engine import (
     select,
     stream_id,
 )
+from clasp_rs.annotated import match_annotated, volume_ids
+from clasp_rs.arrays import score_array, score_layout_hint
 from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
-from clasp_rs.patches import Box, Patch, case_id
+from clasp_rs.patches import Box, Patch
 
 __all__ = [
     "ScoreSource",
@@ -123,9 +125,11 @@ def as_seed(seed: Any) -> int:
 def as_score_source(scores: Any) -> npt.NDArray[np.floating[Any]] | str:
     """Check the cheap properties of a score volume before the engine reads it.
 
-    Arrays must be numpy, 3-D (Z, Y, X), non-empty, float16/float32/float64 in native
-    (little-endian) byte order; any strides are fine. Paths must exist; the engine checks the
-    ``.npy`` header and data itself.
+    Arrays must be numpy or torch (see :func:`clasp_rs.arrays.score_array`: detached, moved
+    to the CPU, shared when already a CPU float array), 3-D (Z, Y, X), non-empty,
+    float16/float32/float64 (or bfloat16 tensors) in native (little-endian) byte order; any
+    strides are fine. Paths must exist; the engine checks the ``.npy`` header and data
+    itself.
 
     Raises:
         InvalidScoresError: the array has the wrong type, dimensionality, dtype or byte order.
@@ -138,14 +142,16 @@ def as_score_source(scores: Any) -> npt.NDArray[np.floating[Any]] | str:
         if not os.path.exists(path):
             raise FileNotFoundError(2, "score volume not found", path)
         return path
+    scores = score_array(scores)
     if not isinstance(scores, np.ndarray):
         raise InvalidScoresError(
-            "scores must be a numpy array (Z, Y, X) of float16/float32/float64 or the path "
-            f"of a .npy file, got {type(scores).__name__}"
+            "scores must be a numpy array or torch tensor (Z, Y, X) of float16/float32/float64 "
+            f"or the path of a .npy file, got {type(scores).__name__}"
         )
     if scores.ndim != 3:
         raise InvalidScoresError(
             f"scores must have 3 dimensions (Z, Y, X), got {scores.ndim} (shape {scores.shape})"
+            + score_layout_hint(tuple(scores.shape))
         )
     dtype = scores.dtype
     if dtype.kind != "f" or dtype.itemsize not in _FLOAT_ITEMSIZES:
@@ -204,7 +210,7 @@ def select_top_patches(
     n: int,
     *,
     stride: int | Sequence[int] = 1,
-    annotated: Iterable[Patch | Sequence[int]] = (),
+    annotated: Iterable[Patch | Sequence[int]] | Mapping[str, Iterable[Patch | Sequence[int]]] = (),
     file: str | None = None,
     beta: float | None = None,
     seed: int = 0,
@@ -212,16 +218,20 @@ def select_top_patches(
     """The best ``n`` non-overlapping patches of one score volume, greedily.
 
     Candidates are taken best first (ties: lower C-order candidate index first); each is
-    taken unless it overlaps an ``annotated`` patch (whatever its ``file``) or one already
-    taken.
+    taken unless it overlaps an ``annotated`` patch or one already taken.
 
     Args:
-        scores: float16/float32/float64 array (Z, Y, X), any memory layout, or the path of a
-            ``.npy`` file (memory-mapped, little-endian, C or Fortran order, versions 1-3).
+        scores: float16/float32/float64 array (Z, Y, X), any memory layout, as numpy or as a
+            torch tensor on any device (detached; a CPU float tensor is read in place,
+            bfloat16 is upcast), or the path of a ``.npy`` file (memory-mapped,
+            little-endian, C or Fortran order, versions 1-3).
         patch_size: (dz, dy, dx); clipped to the volume on axes where it is larger.
         n: Number of patches wanted (>= 0).
         stride: Candidate grid step, one integer or (sz, sy, sx).
-        annotated: Patches (or (z, y, x, dz, dy, dx) tuples) the result must not overlap.
+        annotated: Patches (or (z, y, x, dz, dy, dx) tuples) the result must not overlap: a
+            list, all of them in this volume whatever their ``file``; or a dict in the form
+            of :func:`select_across_volumes`, whose keys must name ``file`` (through
+            ``case_id``).
         file: Stored as ``Patch.file`` (``""`` when None) and keys the noise stream.
         beta: None ranks by box mean. A number > 0 ranks by
             ``ln(box mean) + Gumbel(0, 1) / beta`` (power sampling); scores must then be
@@ -237,16 +247,19 @@ def select_top_patches(
     Raises:
         InvalidScoresError: bad array (dimensions, dtype, byte order, NaN/inf, negative
             values under power sampling).
-        InvalidPatchError: bad patch size, stride, n, beta, seed or annotated patch.
+        InvalidPatchError: bad patch size, stride, n, beta, seed or annotated patch; a dict
+            ``annotated`` key that does not name ``file``.
         NpyFormatError: corrupt, truncated or unsupported ``.npy`` file.
         FileNotFoundError: the ``.npy`` path does not exist.
     """
     count = as_count(n)
     size = as_patch_size(patch_size)
     step = as_stride(stride)
-    boxes = as_annotated_boxes(annotated)
     if file is not None and not isinstance(file, str):
         raise InvalidPatchError(f"file must be a string or None, got {file!r}")
+    if isinstance(annotated, Mapping):
+        annotated = match_annotated(annotated, [file or ""]).get(file or "", [])
+    boxes = as_annotated_boxes(annotated)
     noise = None
     if beta is not None:
         noise = (as_beta(beta), as_seed(seed), stream_id(file or "", 0, -1))
@@ -262,7 +275,14 @@ def select_top_patches(
 
 
 def _patch(file: str, taken: Taken, noised: bool) -> Patch:
-    return Patch(file, taken.start, taken.size, score=taken.key if noised else taken.mean)
+    return Patch(
+        file,
+        taken.start,
+        taken.size,
+        score=taken.key if noised else taken.mean,
+        mean=taken.mean,
+        key=taken.key,
+    )
 
 
 def select_across_volumes(
@@ -271,7 +291,7 @@ def select_across_volumes(
     n: int,
     *,
     stride: int | Sequence[int] = 1,
-    annotated: Mapping[str, Iterable[Patch | Sequence[int]]] | None = None,
+    annotated: Mapping[str, Iterable[Patch | Sequence[int]]] | Iterable[Patch] | None = None,
     beta: float | None = None,
     seed: int = 0,
 ) -> list[Patch]:
@@ -283,15 +303,15 @@ def select_across_volumes(
     case-name order, then the order taken) and cut to ``n``.
 
     Args:
-        volumes: Case name -> score volume (array (Z, Y, X) or ``.npy`` path); volumes may
-            have different shapes.
+        volumes: Case name -> score volume (numpy array or torch tensor (Z, Y, X), as for
+            :func:`select_top_patches`, or ``.npy`` path); volumes may have different shapes.
         patch_size: (dz, dy, dx), clipped per volume.
         n: Number of patches wanted in total (>= 0).
         stride: One integer or (sz, sy, sx).
-        annotated: Case (or file) name -> patches already annotated in that case. The
-            patches of key ``k`` apply to the volume whose ``case_id`` equals
-            ``case_id(k)`` (so ``"case_001.nii.gz"`` applies to volume ``"case_001"``); keys
-            naming no volume are ignored.
+        annotated: Patches already annotated, as a dict case (or file) name -> patches
+            (``Patch`` or 6-tuples) or a flat list of ``Patch`` whose ``file`` names the
+            volume. Names match through ``case_id`` (``"case_001.nii.gz"`` applies to volume
+            ``"case_001"``); one that names no volume is an error.
         beta: Power sampling exponent, or None to rank by box mean.
         seed: Noise seed; the noise stream of a case is keyed by its name.
 
@@ -300,7 +320,7 @@ def select_across_volumes(
 
     Raises:
         Same as :func:`select_top_patches`; also InvalidScoresError when two keys share a
-        case id.
+        case id, and InvalidPatchError when an ``annotated`` name names no volume.
     """
     count = as_count(n)
     size = as_patch_size(patch_size)
@@ -311,30 +331,12 @@ def select_across_volumes(
         raise InvalidScoresError(
             f"volumes must be a mapping of case name -> scores, got {type(volumes).__name__}"
         )
-    cases = sorted(volumes)
-    by_id: dict[str, str] = {}
-    for case in cases:
-        if not isinstance(case, str):
-            raise InvalidScoresError(f"volume keys must be case names (str), got {case!r}")
-        other = by_id.setdefault(case_id(case), case)
-        if other != case:
-            raise InvalidScoresError(
-                f"volumes {other!r} and {case!r} are the same case {case_id(case)!r}"
-            )
+    cases = sorted(volumes, key=str)
+    volume_ids(cases)
     sources = [as_score_source(volumes[case]) for case in cases]
-
-    boxes: dict[str, list[Box]] = {case: [] for case in cases}
-    if annotated is not None:
-        if not isinstance(annotated, Mapping):
-            raise InvalidPatchError(
-                "annotated must be a mapping of case name -> patches, "
-                f"got {type(annotated).__name__}"
-            )
-        for key, patches in annotated.items():
-            target = by_id.get(case_id(key))
-            converted = as_annotated_boxes(patches)
-            if target is not None:
-                boxes[target].extend(converted)
+    boxes = {
+        case: as_annotated_boxes(items) for case, items in match_annotated(annotated, cases).items()
+    }
 
     if count == 0 or not cases:
         return []
@@ -347,7 +349,7 @@ def select_across_volumes(
                     None if beta_value is None else (beta_value, seed_value, stream_id(c, 0, -1)),
                 )
             ],
-            boxes[c],
+            boxes.get(c, []),
             f"volume {c!r}",
         )
         for c, source in zip(cases, sources, strict=True)

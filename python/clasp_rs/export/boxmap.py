@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clasp_rs.nnunet.labels import patch_slices
+from clasp_rs.nnunet.labels import check_patch_inside
 from clasp_rs.patches import Patch
 
 __all__ = ["box_dtype", "box_label_map", "box_outline_map"]
@@ -24,7 +24,8 @@ def box_label_map(shape: Sequence[int], patches: Sequence[Patch]) -> np.ndarray:
     patches overlap the later one wins. dtype from :func:`box_dtype`."""
     out = np.zeros(tuple(shape), dtype=box_dtype(len(patches)))
     for k, patch in enumerate(patches, start=1):
-        out[patch_slices(patch, shape)] = k
+        check_patch_inside(patch, shape, patch.case)
+        out[patch.slices] = k
     return out
 
 
@@ -33,9 +34,9 @@ def box_outline_map(shape: Sequence[int], patches: Sequence[Patch]) -> np.ndarra
     (a box one voxel thin on an axis is all faces)."""
     out = np.zeros(tuple(shape), dtype=box_dtype(len(patches)))
     for k, patch in enumerate(patches, start=1):
-        box = patch_slices(patch, shape)
+        check_patch_inside(patch, shape, patch.case)
         faces = np.ones(patch.size, dtype=bool)
         faces[1:-1, 1:-1, 1:-1] = False
-        region = out[box]
+        region = out[patch.slices]
         region[faces] = k
     return out

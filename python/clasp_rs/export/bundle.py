@@ -36,7 +36,7 @@ from clasp_rs.export.mitk import mitk_geometry_xml
 from clasp_rs.export.slicer import slicer_color_table, slicer_markups
 from clasp_rs.export.table import PatchRow, patches_csv, patches_json
 from clasp_rs.geometry import ImageGeometry, physical_box
-from clasp_rs.nnunet.labels import patch_slices, write_image
+from clasp_rs.nnunet.labels import write_image
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -292,4 +292,4 @@ def _write_crops(
         boxes = (box_label_map(box.size, [inner]) > 0).astype(np.uint16) * lab.value
         _write_volume(boxes, geometry, crops / f"{stem}_box{ending}")
         if label is not None:
-            _write_volume(label[patch_slices(box, shape)], geometry, crops / f"{stem}{ending}")
+            _write_volume(label[box.slices], geometry, crops / f"{stem}{ending}")

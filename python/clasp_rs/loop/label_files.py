@@ -28,7 +28,7 @@ from clasp_rs._safe_paths import is_inside
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.export.crops import crop_box, crop_name, margin_voxels, patch_in_crop
 from clasp_rs.geometry import ImageGeometry, geometry_mismatches, read_geometry
-from clasp_rs.nnunet.labels import patch_mask, patch_slices, read_label
+from clasp_rs.nnunet.labels import patch_mask, read_label
 from clasp_rs.patches import Patch
 
 __all__ = [
@@ -305,7 +305,7 @@ def assemble_labels(
         read = read_label_map(
             path, crop_geometry, f"crop {k} of {what} ({crop_geometry.describe()})", names
         )
-        region = patch_slices(box, shape)
+        region = box.slices
         own_mask = patch_mask(box.size, [patch_in_crop(patch, box)])
         labels = _fill_unsegmented(read, own_mask, handed_out[region])
         rest = ~own_mask & ~queried[region]

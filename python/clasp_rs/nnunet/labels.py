@@ -21,17 +21,19 @@ from clasp_rs._atomic import atomic_path
 from clasp_rs._optional import import_simpleitk
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.geometry import read_geometry
+from clasp_rs.masks import partial_labels as _partial_labels
+from clasp_rs.masks import patches_mask, patches_of_case
 from clasp_rs.patches import Patch
 
 __all__ = [
     "SUPPORTED_ENDINGS",
     "apply_patches",
+    "check_patch_inside",
     "foreground_counts",
     "image_shape",
     "label_dtype",
     "partial_labels",
     "patch_mask",
-    "patch_slices",
     "read_image",
     "read_label",
     "write_image",
@@ -137,42 +139,42 @@ def write_label_like(
     return write_image(image, path, overwrite=True, scratch=scratch)
 
 
-def patch_slices(patch: Patch, shape: Sequence[int], case: str = "") -> tuple[slice, slice, slice]:
-    """The ``(Z, Y, X)`` slices of ``patch`` in a volume of ``shape``.
-
-    Raises:
-        DatasetError: the patch reaches outside the volume.
-    """
+def check_patch_inside(patch: Patch, shape: Sequence[int], case: str = "") -> None:
+    """Raise DatasetError (naming ``case``) when ``patch`` reaches outside a volume of
+    ``shape`` ``(Z, Y, X)``."""
     end = patch.end
     if any(e > s for e, s in zip(end, shape, strict=True)):
         raise DatasetError(
             f"patch {patch.coords}+{patch.size} of case {case!r} reaches {end}, outside the "
             f"volume {tuple(shape)} (Z, Y, X)"
         )
-    z, y, x = patch.coords
-    return slice(z, end[0]), slice(y, end[1]), slice(x, end[2])
 
 
 def patch_mask(shape: Sequence[int], patches: Iterable[Patch], case: str = "") -> np.ndarray:
-    """bool ``(Z, Y, X)``: True inside any of ``patches``.
+    """bool ``(Z, Y, X)``: True inside any of ``patches`` of ``case`` (matched through
+    ``case_id``; every patch when ``case`` is empty).
 
     Raises:
-        DatasetError: a patch reaches outside the volume.
+        DatasetError: a patch of ``case`` reaches outside the volume.
     """
-    mask = np.zeros(tuple(shape), dtype=bool)
-    for p in patches:
-        mask[patch_slices(p, shape, case)] = True
-    return mask
+    kept = patches_of_case(patches, case or None)
+    for p in kept:
+        check_patch_inside(p, shape, case)
+    return patches_mask(shape, kept)
 
 
 def partial_labels(
     ground_truth: np.ndarray, patches: Iterable[Patch], ignore_label: int, dtype: type
 ) -> np.ndarray:
-    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``."""
-    out: np.ndarray = np.full(ground_truth.shape, ignore_label, dtype=dtype)
-    mask = patch_mask(ground_truth.shape, patches)
-    out[mask] = ground_truth[mask]
-    return out
+    """``ground_truth`` inside ``patches``, ``ignore_label`` elsewhere; ``(Z, Y, X)``.
+
+    Raises:
+        DatasetError: a patch reaches outside the volume.
+    """
+    patches = list(patches)
+    for p in patches:
+        check_patch_inside(p, ground_truth.shape, p.case)
+    return _partial_labels(np.asarray(ground_truth).astype(dtype), patches, ignore_label)  # type: ignore[no-any-return]
 
 
 def apply_patches(current: np.ndarray, source: np.ndarray, patches: Iterable[Patch]) -> np.ndarray:
