@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidTypeError, NpyFormatError
 from clasp_rs.io.probabilities import PROBABILITIES_KEY, npy_file_header
 
 __all__ = ["FoldReader", "open_fold", "split_folds"]
@@ -203,7 +203,7 @@ def open_fold(source: Any, label: str) -> FoldReader:
         return _ArrayReader(source, label)
     if _is_tensor(source):
         return _TensorReader(source, label)
-    raise TypeError(
+    raise InvalidTypeError(
         f"{label}: expected a numpy array, a torch tensor or a path, got {type(source).__name__}"
     )
 
@@ -235,7 +235,7 @@ def split_folds(folds: Any, what: str) -> tuple[list[Any], bool]:
         if len(folds) == 0:
             raise InvalidProbabilitiesError(f"{what}: no folds given")
         return list(folds), False
-    raise TypeError(
+    raise InvalidTypeError(
         f"{what}: expected an array, a tensor, a path or a sequence of them, got "
         f"{type(folds).__name__}"
     )

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidTypeError, NpyFormatError
 
 __all__ = [
     "PROBABILITIES_KEY",
@@ -120,7 +120,7 @@ def source_shape(source: Any) -> tuple[int, ...]:
         if not items:
             raise InvalidProbabilitiesError("an empty list of folds")
         return source_shape(items[0])
-    raise TypeError(
+    raise InvalidTypeError(
         f"expected probabilities as an array, tensor, path or list of folds, got "
         f"{type(source).__name__}"
     )
@@ -185,6 +185,14 @@ def discover_probabilities(
         NpyFormatError: an archive that cannot be read.
     """
     folder = Path(root)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "expected the probability export folder (<case>.npz files, or fold_K/ folders of "
+            "them), got a file"
+            + (" (pass the folder that holds it)" if folder.suffix.lower() == ".npz" else ""),
+            str(folder),
+        )
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, "probability folder not found", str(folder))
     fold_dirs = sorted(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clasp_rs._atomic import atomic_path
-from clasp_rs.exceptions import InvalidScoresError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidScoresError
 
 __all__ = ["ScoreDtype", "score_volume_names", "write_score_volume", "write_score_volumes"]
 
@@ -59,7 +59,9 @@ def write_score_volume(
         ValueError: unsupported dtype.
     """
     if dtype not in ("float32", "float16"):
-        raise ValueError(f"unsupported score dtype {dtype!r}: expected 'float32' or 'float16'")
+        raise InvalidArgumentError(
+            f"unsupported score dtype {dtype!r}: expected 'float32' or 'float16'"
+        )
     array = volume.detach().cpu().numpy() if hasattr(volume, "detach") else np.asarray(volume)
     path = Path(path)
     if array.ndim != 3:
