@@ -152,23 +152,44 @@ def _open_npz(path: Path, label: str) -> _ArrayReader:
     if not zipfile.is_zipfile(path):
         # np.load would take a non-zip file for a pickle and refuse it with a confusing message.
         raise NpyFormatError(f"{label}: not a readable .npz archive (not a zip file)")
+    member = f"{PROBABILITIES_KEY}.npy"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if PROBABILITIES_KEY not in archive.files:
-                found = ", ".join(repr(k) for k in archive.files) or "no arrays"
+        with zipfile.ZipFile(path) as archive:
+            if member not in archive.namelist():
+                found = ", ".join(repr(n.removesuffix(".npy")) for n in archive.namelist())
                 raise InvalidProbabilitiesError(
-                    f"{label}: no array {PROBABILITIES_KEY!r} in the archive (found {found}); "
-                    f"expected an nnU-Net export (--save_probabilities) whose key "
-                    f"{PROBABILITIES_KEY!r} holds (C, Z, Y, X) probabilities"
+                    f"{label}: no array {PROBABILITIES_KEY!r} in the archive (found "
+                    f"{found or 'no arrays'}); expected an nnU-Net export (--save_probabilities) "
+                    f"whose key {PROBABILITIES_KEY!r} holds (C, Z, Y, X) probabilities"
                 )
-            array = archive[PROBABILITIES_KEY]
-    except InvalidProbabilitiesError:
-        raise
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise NpyFormatError(f"{label}: not a readable .npz archive: {err}") from err
-    except ValueError as err:
-        raise NpyFormatError(f"{label}: unreadable array {PROBABILITIES_KEY!r}: {err}") from err
+            stored = archive.getinfo(member).file_size
+            with archive.open(member) as f:
+                array = _read_npz_member(f, stored, label)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as err:
+        raise NpyFormatError(f"{label}: not a readable .npz archive: {err}") from None
     return _ArrayReader(array, label)
+
+
+def _read_npz_member(f: Any, stored: int, label: str) -> np.ndarray:
+    # The member's header is checked against its stored size before anything is allocated:
+    # a header may claim any shape, and np.load would allocate it (or hand back raw bytes
+    # when the member is no .npy at all).
+    shape, fortran, dtype = npy_file_header(f, f"{label} {PROBABILITIES_KEY!r}")
+    if dtype.name not in _FLOAT_NAMES:
+        raise InvalidProbabilitiesError(f"{label}: dtype {dtype}; {_EXPECTED_DTYPE}")
+    count = 1
+    for side in shape:
+        count *= side
+    if count * dtype.itemsize != stored - f.tell():
+        raise NpyFormatError(
+            f"{label}: array {PROBABILITIES_KEY!r} of shape {shape} and dtype {dtype} needs "
+            f"{count * dtype.itemsize} bytes, the archive holds {stored - f.tell()}"
+        )
+    data = f.read()
+    if len(data) != count * dtype.itemsize:
+        raise NpyFormatError(f"{label}: array {PROBABILITIES_KEY!r} is cut short")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array
 
 
 def open_fold(source: Any, label: str) -> FoldReader:
