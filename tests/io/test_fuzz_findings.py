@@ -68,6 +68,15 @@ def test_npz_header_claiming_a_huge_array_allocates_nothing(tmp_path: Path) -> N
     _one_line_npy_error(lambda: _query(path), "needs 8000000000000000 bytes, the archive holds 64")
 
 
+def test_npy_header_whose_size_overflows_int64(tmp_path: Path) -> None:
+    # fuzz_run.py seed 1002 (strategy_query): 2 * 2**62 float32 wrapped to a negative byte
+    # count in the truncation check, which passed; then "array is too big" (ValueError).
+    path = tmp_path / "case.npy"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 1, 4611686018427387904)}"
+    path.write_bytes(_npy(header))
+    _one_line_npy_error(lambda: _query(path), "truncated .npy file")
+
+
 def test_npz_of_a_real_export_still_reads(tmp_path: Path) -> None:
     p = np.random.default_rng(0).random((3, 4, 5, 5)).astype(np.float32)
     path = tmp_path / "case.npz"

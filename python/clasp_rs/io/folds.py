@@ -11,6 +11,7 @@ Used by :mod:`clasp_rs.uncertainty`; torch is imported only for tensor sources.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -114,7 +115,8 @@ class _NpyFileReader(FoldReader):
         self._offset = self._file.tell()
         if self.dtype.name not in _FLOAT_NAMES:
             raise InvalidProbabilitiesError(f"{self.label}: dtype {self.dtype}; {_EXPECTED_DTYPE}")
-        expected = self._offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        # Exact integers: a header may claim a shape whose size overflows int64.
+        expected = self._offset + math.prod(self.shape) * self.dtype.itemsize
         actual = os.fstat(self._file.fileno()).st_size
         if actual < expected:
             raise NpyFormatError(
@@ -177,9 +179,7 @@ def _read_npz_member(f: Any, stored: int, label: str) -> np.ndarray:
     shape, fortran, dtype = npy_file_header(f, f"{label} {PROBABILITIES_KEY!r}")
     if dtype.name not in _FLOAT_NAMES:
         raise InvalidProbabilitiesError(f"{label}: dtype {dtype}; {_EXPECTED_DTYPE}")
-    count = 1
-    for side in shape:
-        count *= side
+    count = math.prod(shape)
     if count * dtype.itemsize != stored - f.tell():
         raise NpyFormatError(
             f"{label}: array {PROBABILITIES_KEY!r} of shape {shape} and dtype {dtype} needs "
