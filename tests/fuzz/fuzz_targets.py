@@ -102,10 +102,10 @@ def _check_patches(patches: list[Patch], shape: tuple[int, ...] | None, n: Any) 
             assert not any(a.overlaps(b) for b in same[i + 1 :]), (a, same)
 
 
-def _patches(case: str) -> st.SearchStrategy[Patch]:
+def _patches(case: Any) -> st.SearchStrategy[Patch]:
     return st.builds(
         Patch,
-        st.just(case),
+        st.just(case if isinstance(case, str) else "v"),
         st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6)),
         st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
     )
