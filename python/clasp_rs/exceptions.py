@@ -15,6 +15,8 @@ __all__ = [
     "LoopFileError",
     "DatasetError",
     "DeviceError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
     "ClaspWarning",
     "PatchSizeWarning",
     "ShortQueryWarning",
@@ -54,6 +56,17 @@ class DatasetError(ClaspError, ValueError):
 class DeviceError(ClaspError, RuntimeError):
     """A requested compute device exists in torch but not on this machine (no CUDA, no MPS,
     an index beyond the visible GPUs)."""
+
+
+class InvalidArgumentError(ClaspError, ValueError):
+    """An argument is outside its range or not one of the accepted values: a loop, seed,
+    ``n_loops``, fraction or beta out of range, an unknown strategy or device, a bad case
+    name."""
+
+
+class InvalidTypeError(ClaspError, TypeError):
+    """An argument is of a type clasp-rs does not take (probabilities given as a number, a
+    dict where a sequence of folds goes, ...)."""
 
 
 class ClaspWarning(UserWarning):

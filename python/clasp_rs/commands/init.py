@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="create an active-learning experiment from an nnU-Net raw dataset",
         description=(
             "Split $nnUNet_raw/DatasetXXX_Name (dataset.json, imagesTr, labelsTr) into a pool "
-            "(75 %%) and a test set (25 %%) that both hold every class, create a new nnU-Net "
+            "(75 %) and a test set (25 %) that both hold every class, create a new nnU-Net "
             "dataset whose labels are 'ignore' outside annotated patches, and write the "
             "starting budget as EXPERIMENT/loop_000.json."
         ),
