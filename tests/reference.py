@@ -3,13 +3,15 @@
 Slow and obviously correct: every candidate's box mean is a direct float64 sum of its
 voxels, candidates are sorted in full, and overlaps are found on a voxel occupancy mask.
 It mirrors two engine conventions on purpose: candidates rank by their key rounded to
-float32 (equal float32 keys: lower C-order candidate index first), and under power
-sampling the key is ``ln(mean) + g / beta`` with ``g`` the engine's counter-based Gumbel
-draw for the candidate's C-order index in the stride grid.
+float32 precision, 24 significant bits over float64's exponent range (equal rounded keys:
+lower C-order candidate index first), and under power sampling the key is
+``ln(mean) + g / beta`` with ``g`` the engine's counter-based Gumbel draw for the
+candidate's C-order index in the stride grid.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +59,22 @@ def box_means(volume: np.ndarray, patch_size: Sequence[int], stride: Sequence[in
     return means
 
 
+def float32_precision(keys: np.ndarray | float) -> np.ndarray:
+    """float64 keys rounded to 24 significant bits, one by one: each key's significand, in
+    [0.5, 1), is a normal float32 after rounding, so float32 keeps exactly 24 bits of it."""
+    out = np.array(keys, dtype=np.float64)
+    flat = out.reshape(-1)
+    for i, key in enumerate(flat.tolist()):
+        if math.isfinite(key) and key != 0.0:
+            significand, exponent = math.frexp(key)
+            rounded = float(np.float32(significand))
+            try:
+                flat[i] = math.ldexp(rounded, exponent)
+            except OverflowError:  # within half a float32 step of float64's maximum
+                flat[i] = math.copysign(math.inf, key)
+    return out
+
+
 def ranking_keys(means: np.ndarray, beta: float | None, seed: int, stream: int) -> np.ndarray:
     """float64 keys, same shape as ``means``: the mean, or ln(mean) + Gumbel/beta."""
     if beta is None:
@@ -95,8 +113,8 @@ def select_reference(
         occupied[z : z + dz, y : y + dy, x : x + dx] = True
 
     flat_keys = keys.ravel()
-    key32 = flat_keys.astype(np.float32)
-    # Best float32 key first; among equal float32 keys the lower C-order index.
+    key32 = float32_precision(flat_keys)
+    # Best rounded key first; among equal rounded keys the lower C-order index.
     order = sorted(range(flat_keys.size), key=lambda i: (-key32[i], i))
     taken: list[Taken] = []
     for index in order:
@@ -113,12 +131,12 @@ def select_reference(
 
 
 def merge_reference(per_case: dict[str, list[Taken]], n: int) -> list[tuple[str, Taken]]:
-    """All cases' taken patches, best float32 key first; ties by case name, then the order
+    """All cases' taken patches, best rounded key first; ties by case name, then the order
     taken; cut to ``n``."""
     rows = []
     for case_rank, case in enumerate(sorted(per_case)):
         for position, t in enumerate(per_case[case]):
-            rows.append((-float(np.float32(t.key)), case_rank, position, case, t))
+            rows.append((-float(float32_precision(t.key)), case_rank, position, case, t))
     rows.sort(key=lambda row: row[:3])
     return [(row[3], row[4]) for row in rows[:n]]
 

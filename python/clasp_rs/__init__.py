@@ -11,17 +11,29 @@ import importlib
 from typing import Any
 
 from clasp_rs._engine import __version__
+from clasp_rs.drop_in import PatchQuery, QueriedPatch, query_patches
 from clasp_rs.exceptions import (
     ClaspError,
     DatasetError,
     DeviceError,
+    InvalidArgumentError,
     InvalidPatchError,
     InvalidProbabilitiesError,
     InvalidScoresError,
+    InvalidTypeError,
     LoopFileError,
     NpyFormatError,
+    ShortQueryWarning,
 )
-from clasp_rs.patches import Patch, case_id, read_loop_file, read_loop_meta, write_loop_file
+from clasp_rs.masks import partial_labels, patches_mask
+from clasp_rs.patches import (
+    Patch,
+    case_id,
+    identical_patches,
+    read_loop_file,
+    read_loop_meta,
+    write_loop_file,
+)
 from clasp_rs.selection import select_across_volumes, select_top_patches
 
 __all__ = [
@@ -31,13 +43,22 @@ __all__ = [
     "ClaspError",
     "DatasetError",
     "DeviceError",
+    "InvalidArgumentError",
     "InvalidPatchError",
     "InvalidProbabilitiesError",
     "InvalidScoresError",
+    "InvalidTypeError",
     "LoopFileError",
     "NpyFormatError",
+    "ShortQueryWarning",
     "Patch",
+    "PatchQuery",
+    "QueriedPatch",
     "case_id",
+    "identical_patches",
+    "partial_labels",
+    "patches_mask",
+    "query_patches",
     "read_loop_file",
     "read_loop_meta",
     "select_across_volumes",

@@ -17,6 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from clasp_rs import _clasp_rs as _native
+from clasp_rs._key_rounding import float32_precision
+from clasp_rs._messages import shown
+from clasp_rs.exceptions import InvalidArgumentError
 from clasp_rs.patches import Box
 
 __all__ = [
@@ -55,7 +58,7 @@ class Taken:
         index: C-order index of the candidate in the volume's stride grid.
         mean: exact box mean (float64).
         key: ranking value (float64): the mean, or ``ln(mean) + Gumbel / beta`` under noise
-            (``-inf`` for a zero mean). The engine ranks by it rounded to float32.
+            (``-inf`` for a zero mean). The engine ranks by it rounded to float32 precision.
     """
 
     start: tuple[int, int, int]
@@ -161,8 +164,9 @@ def candidate_index(
 
 
 def merge_best_first(lists: Mapping[str, Sequence[Taken]]) -> list[tuple[str, Taken]]:
-    """All ``(case, taken)`` of ``lists``, best first: float32 key descending, then sorted
-    case-name order, then candidate index.
+    """All ``(case, taken)`` of ``lists``, best first: key rounded to float32 precision
+    (:func:`~clasp_rs._key_rounding.float32_precision`, which keeps float64's range)
+    descending, then sorted case-name order, then candidate index.
 
     Within one volume and map this is the engine's own order, so merging per-volume lists is
     the same as one greedy pass over all volumes' candidates.
@@ -171,8 +175,7 @@ def merge_best_first(lists: Mapping[str, Sequence[Taken]]) -> list[tuple[str, Ta
     if not entries:
         return []
     rank = {case: i for i, case in enumerate(sorted(lists))}
-    with np.errstate(over="ignore"):  # a float64 key beyond float32 ranks as +-inf
-        keys = np.array([t.key for _, t in entries], dtype=np.float64).astype(np.float32)
+    keys = float32_precision([t.key for _, t in entries])
     cases = np.array([rank[case] for case, _ in entries], dtype=np.int64)
     index = np.array([t.index for _, t in entries], dtype=np.int64)
     order = np.lexsort((index, cases, -keys))
@@ -187,7 +190,14 @@ def box_means(
 
 
 def stream_id(case: str, loop: int, code: int) -> int:
-    """The stable 64-bit noise stream key of ``(case, loop, code)``."""
+    """The stable 64-bit noise stream key of ``(case, loop, code)``.
+
+    Raises:
+        InvalidArgumentError: ``loop`` or ``code`` outside int64 (the engine's key).
+    """
+    for what, value in (("loop", loop), ("stream code", code)):
+        if not -(2**63) <= int(value) < 2**63:
+            raise InvalidArgumentError(f"{what} must be in [-2**63, 2**63), got {shown(value)}")
     return int(_native.stream_id(case, loop, code))
 
 

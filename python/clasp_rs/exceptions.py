@@ -15,6 +15,11 @@ __all__ = [
     "LoopFileError",
     "DatasetError",
     "DeviceError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "ClaspWarning",
+    "PatchSizeWarning",
+    "ShortQueryWarning",
 ]
 
 
@@ -51,3 +56,28 @@ class DatasetError(ClaspError, ValueError):
 class DeviceError(ClaspError, RuntimeError):
     """A requested compute device exists in torch but not on this machine (no CUDA, no MPS,
     an index beyond the visible GPUs)."""
+
+
+class InvalidArgumentError(ClaspError, ValueError):
+    """An argument is outside its range or not one of the accepted values: a loop, seed,
+    ``n_loops``, fraction or beta out of range, an unknown strategy or device, a bad case
+    name."""
+
+
+class InvalidTypeError(ClaspError, TypeError):
+    """An argument is of a type clasp-rs does not take (probabilities given as a number, a
+    dict where a sequence of folds goes, ...)."""
+
+
+class ClaspWarning(UserWarning):
+    """Base class of the warnings clasp-rs gives (the CLI prints them as one line each)."""
+
+
+class PatchSizeWarning(ClaspWarning):
+    """A patch size larger than some volume on an axis (it is clipped there)."""
+
+
+class ShortQueryWarning(ClaspWarning):
+    """A query returned fewer patches than asked for: no valid candidate was left (every one
+    overlaps an annotated or an already taken patch). Functions that return a result object
+    report the shortfall there (``unfilled``) instead."""

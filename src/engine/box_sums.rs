@@ -26,20 +26,106 @@ use super::volume::{with_typed_view, Element, Scores};
 /// are recomputed instead (costs a second pass over the plane, saves the memory).
 pub const RING_BUDGET_BYTES: usize = 48 << 20;
 
+/// Scales of `2^s` above this are applied as two exact power-of-two factors: `2^s` itself
+/// is not a finite float64 beyond 2^1023, and maps of tiny (or subnormal) float64 values
+/// need `s` up to ~1135.
+const SPLIT_EXPONENT: i32 = 1000;
+
+/// Maps whose largest magnitude `2^e` (rounded up) has `e` in this range rank by their box
+/// means as they are; any other map ranks by its box means times `2^-e`, so that no key
+/// overflows float32 or falls into its subnormals (see [`FixedPoint::key_scale`]).
+const PLAIN_KEY_EXPONENTS: std::ops::RangeInclusive<i32> = -60..=125;
+
 /// The fixed-point scale of one score map.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FixedPoint {
+    /// `2^s = scale * scale_rest`; `scale_rest` is `Some` only when `s > SPLIT_EXPONENT`.
     scale: f64,
-    inv_scale: f64,
+    scale_rest: Option<f64>,
+    s: i32,
+    /// `ceil(log2(max_abs))`, or 0 for an all-zero map.
+    max_exponent: i32,
 }
 
-/// Converts fixed-point box sums of one patch size to float64 means with one multiply.
+/// `x -> trunc(x * 2^s)`, for values of the map the scale was made for only: finite and at
+/// most its `max_abs` in magnitude (checked by [`scan_map`] first).
+trait Quantizer: Copy + Send + Sync {
+    fn quantize(self, x: f64) -> i64;
+}
+
+/// `2^s` as one float64: every map except those of tiny float64 values.
+#[derive(Clone, Copy)]
+struct OneFactor(f64);
+
+/// `2^s` as two exact power-of-two factors, for `s > SPLIT_EXPONENT`.
+#[derive(Clone, Copy)]
+struct TwoFactors(f64, f64);
+
+impl Quantizer for OneFactor {
+    #[inline(always)]
+    fn quantize(self, x: f64) -> i64 {
+        to_fixed(x * self.0)
+    }
+}
+
+impl Quantizer for TwoFactors {
+    #[inline(always)]
+    fn quantize(self, x: f64) -> i64 {
+        // Powers of two, and `x * self.0` below 2^62: both products are exact.
+        to_fixed(x * self.0 * self.1)
+    }
+}
+
+#[inline(always)]
+fn to_fixed(scaled: f64) -> i64 {
+    debug_assert!(scaled.is_finite() && scaled.abs() < 2f64.powi(62));
+    // SAFETY: `scaled` is finite and below 2^62 in magnitude for every value of the
+    // scanned map (see `FixedPoint::for_map`), so it is representable as i64. The unchecked
+    // cast skips the saturation logic of `as` in the innermost loop.
+    unsafe { scaled.to_int_unchecked::<i64>() }
+}
+
+/// Runs `$body` with `$q` bound to the [`Quantizer`] of `$fx` (one monomorphised copy of
+/// the body per kind, so the common one-factor loops pay for no second multiply).
+macro_rules! with_quantizer {
+    ($fx:expr, $q:ident => $body:expr) => {
+        match $fx.scale_rest {
+            None => {
+                let $q = OneFactor($fx.scale);
+                $body
+            }
+            Some(rest) => {
+                let $q = TwoFactors($fx.scale, rest);
+                $body
+            }
+        }
+    };
+}
+
+/// Converts fixed-point box sums of one patch size to float64 means: `sum * factor * rest`,
+/// where `rest` is a power of two that is 1 for ordinary maps (the second multiply then
+/// changes nothing) and keeps `sum * factor` normal for extreme ones.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MeanScale(f64);
+pub struct MeanScale {
+    factor: f64,
+    rest: f64,
+}
 
 impl MeanScale {
     #[inline(always)]
     pub fn mean(self, sum: i64) -> f64 {
+        sum as f64 * self.factor * self.rest
+    }
+}
+
+/// Converts fixed-point box sums of one patch size to box-mean ranking keys with one
+/// multiply (see [`FixedPoint::key_scale`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KeyScale(f64);
+
+impl KeyScale {
+    #[inline(always)]
+    pub fn key(self, sum: i64) -> f64 {
         sum as f64 * self.0
     }
 }
@@ -50,34 +136,58 @@ impl FixedPoint {
     /// differences exact as long as the final box sums fit.
     pub fn for_map(max_abs: f64, patch_voxels: usize) -> FixedPoint {
         // Exponents separately: `max_abs * patch_voxels` may overflow to inf.
-        let s = if max_abs > 0.0 && max_abs.is_finite() {
-            let e = max_abs.log2().ceil() + (patch_voxels.max(1) as f64).log2().ceil();
-            (61 - e as i32).clamp(-1020, 1020)
+        let (s, max_exponent) = if max_abs > 0.0 && max_abs.is_finite() {
+            let e = max_abs.log2().ceil() as i32;
+            let e_voxels = (patch_voxels.max(1) as f64).log2().ceil() as i32;
+            // e >= -1074 and e_voxels < 64: s <= 1199, so `scale_rest` stays finite.
+            ((61 - e - e_voxels).clamp(-1020, 1200), e)
         } else {
-            0
+            (0, 0)
         };
-        let scale = 2f64.powi(s);
+        let split = s.min(SPLIT_EXPONENT);
         FixedPoint {
-            scale,
-            inv_scale: 1.0 / scale,
+            scale: 2f64.powi(split),
+            scale_rest: (s > split).then(|| 2f64.powi(s - split)),
+            s,
+            max_exponent,
         }
-    }
-
-    /// `trunc(x * 2^s)`. Only for values of the map this scale was made for: finite and
-    /// at most `max_abs` in magnitude (checked by [`scan_map`] first).
-    #[inline(always)]
-    pub fn quantize(&self, x: f64) -> i64 {
-        let scaled = x * self.scale;
-        debug_assert!(scaled.is_finite() && scaled.abs() < 2f64.powi(62));
-        // SAFETY: `scaled` is finite and below 2^62 in magnitude for every value of the
-        // scanned map (see `for_map`), so it is representable as i64. The unchecked cast
-        // skips the saturation logic of `as` in the innermost loop.
-        unsafe { scaled.to_int_unchecked::<i64>() }
     }
 
     /// The factor from a box sum of `voxels` voxels to its float64 mean.
     pub fn mean_scale(&self, voxels: usize) -> MeanScale {
-        MeanScale(self.inv_scale / voxels as f64)
+        let total = -self.s;
+        if total >= -SPLIT_EXPONENT {
+            // 2^-s is a normal float64 here: one factor, rounded once.
+            MeanScale {
+                factor: 2f64.powi(total) / voxels as f64,
+                rest: 1.0,
+            }
+        } else {
+            // `sum * factor` stays normal; the final power of two rounds once.
+            MeanScale {
+                factor: 2f64.powi(total + SPLIT_EXPONENT) / voxels as f64,
+                rest: 2f64.powi(-SPLIT_EXPONENT),
+            }
+        }
+    }
+
+    /// The factor from a box sum of `voxels` voxels to its box-mean ranking key: the mean
+    /// times `2^-k`, with `k = 0` for maps whose magnitude lies in [`PLAIN_KEY_EXPONENTS`]
+    /// (keys bit-equal to the means) and `k = ceil(log2(max_abs))` otherwise. Every nonzero
+    /// box mean is at least `max_abs * 2^-61` in magnitude (the fixed-point step), so keys
+    /// then lie in `[2^-62, 1]` in magnitude, inside float32's normal range, where rounding
+    /// to float32 commutes with power-of-two scaling: keys rank exactly like the means
+    /// rounded to 24 significant bits, for maps of any magnitude.
+    pub fn key_scale(&self, voxels: usize) -> KeyScale {
+        let k = if PLAIN_KEY_EXPONENTS.contains(&self.max_exponent) {
+            0
+        } else {
+            self.max_exponent
+        };
+        // In range: |s| <= 61 + 125 + 64; shifted: -s - k = ceil(log2(voxels)) - 61.
+        let total = -self.s - k;
+        debug_assert!(total.abs() <= 300, "key exponent {total}");
+        KeyScale(2f64.powi(total) / voxels as f64)
     }
 }
 
@@ -217,16 +327,16 @@ pub fn box_sums_planes(
     cancel: &Cancel,
     emit: impl FnMut(usize, &[i64]),
 ) {
-    with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, fx, kz_range, ring_budget, cancel, emit));
+    with_quantizer!(fx, q => with_typed_view!(scores.view, view => box_sums_typed(view, scores, grid, q, kz_range, ring_budget, cancel, emit)));
 }
 
 // The typed twin of `box_sums_planes` (one copy per dtype): same arguments plus the view.
 #[allow(clippy::too_many_arguments)]
-fn box_sums_typed<T: Element>(
+fn box_sums_typed<T: Element, Q: Quantizer>(
     view: ArrayView3<'_, T>,
     scores: &Scores,
     grid: &Grid,
-    fx: FixedPoint,
+    q: Q,
     kz_range: Range<usize>,
     ring_budget: usize,
     cancel: &Cancel,
@@ -263,7 +373,7 @@ fn box_sums_typed<T: Element>(
         // Steady state with the ring: the plane entering takes the ring slot of the plane
         // leaving (hi = lo + dz), so both updates are one pass over the window.
         while use_ring && lo < target_lo && hi < target_hi && hi - lo == dz {
-            planes.compute(view, fx, hi, &mut plane_sums);
+            planes.compute(view, q, hi, &mut plane_sums);
             let slot = &mut ring[(hi % dz) * plane_len..][..plane_len];
             for ((w, old), &new) in window.iter_mut().zip(slot.iter_mut()).zip(&plane_sums) {
                 *w = w.wrapping_add(new.wrapping_sub(*old));
@@ -277,7 +387,7 @@ fn box_sums_typed<T: Element>(
             let leaving: &[i64] = if use_ring {
                 &ring[(lo % dz) * plane_len..][..plane_len]
             } else {
-                planes.compute(view, fx, lo, &mut plane_sums);
+                planes.compute(view, q, lo, &mut plane_sums);
                 &plane_sums
             };
             for (w, b) in window.iter_mut().zip(leaving) {
@@ -289,7 +399,7 @@ fn box_sums_typed<T: Element>(
             lo += 1;
         }
         while hi < target_hi {
-            planes.compute(view, fx, hi, &mut plane_sums);
+            planes.compute(view, q, hi, &mut plane_sums);
             for (w, b) in window.iter_mut().zip(&plane_sums) {
                 *w = w.wrapping_add(*b);
             }
@@ -323,10 +433,10 @@ impl PlaneBoxSums {
         }
     }
 
-    fn compute<T: Element>(
+    fn compute<T: Element, Q: Quantizer>(
         &mut self,
         view: ArrayView3<'_, T>,
-        fx: FixedPoint,
+        q: Q,
         z: usize,
         out: &mut [i64],
     ) {
@@ -339,7 +449,7 @@ impl PlaneBoxSums {
             let below = &mut below[..width];
             let mut run = 0i64;
             let mut step = |(out, &up): (&mut i64, &i64), v: &T| {
-                run = run.wrapping_add(fx.quantize(v.to_f64()));
+                run = run.wrapping_add(q.quantize(v.to_f64()));
                 *out = up.wrapping_add(run);
             };
             let cells = below[1..].iter_mut().zip(&above[1..]);
@@ -377,19 +487,20 @@ impl PlaneBoxSums {
 /// The fixed-point sum of one box, summed directly (used for the few patches taken; equal
 /// to the value [`box_sums_planes`] produced for it, since integer sums are exact).
 pub fn direct_box_sum(scores: &Scores, fx: FixedPoint, b: &Box3) -> i64 {
-    let sum = with_typed_view!(scores.view, view => region_sum(view, fx, b));
+    let sum =
+        with_quantizer!(fx, q => with_typed_view!(scores.view, view => region_sum(view, q, b)));
     // A patch touches a few rows of many planes, i.e. many pages: give them back.
     scores.release_planes(b.start[0]..b.start[0] + b.size[0]);
     sum
 }
 
-fn region_sum<T: Element>(view: ArrayView3<'_, T>, fx: FixedPoint, b: &Box3) -> i64 {
+fn region_sum<T: Element, Q: Quantizer>(view: ArrayView3<'_, T>, q: Q, b: &Box3) -> i64 {
     let [z0, y0, x0] = b.start;
     let [dz, dy, dx] = b.size;
     let region = view.slice(ndarray::s![z0..z0 + dz, y0..y0 + dy, x0..x0 + dx]);
     let mut sum = 0i64;
     for row in region.rows() {
-        let mut add = |v: &T| sum = sum.wrapping_add(fx.quantize(v.to_f64()));
+        let mut add = |v: &T| sum = sum.wrapping_add(q.quantize(v.to_f64()));
         match row.as_slice() {
             Some(values) => values.iter().for_each(&mut add),
             None => row.iter().for_each(&mut add),

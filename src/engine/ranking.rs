@@ -3,6 +3,12 @@
 //! Keys are stored as float32 so that a stride-1 grid of 10^8 candidates costs 400 MB, not
 //! 800 MB; candidates whose keys agree to float32 resolution (~6e-8 relative) tie, and ties
 //! go to the lower C-order candidate index. Reported scores are recomputed in float64.
+//!
+//! Box-mean keys are the means scaled by a power of two per map when the map lies outside
+//! float32's range ([`FixedPoint::key_scale`]), so float64 maps of any magnitude rank by
+//! their means rounded to 24 significant bits instead of overflowing to inf or flushing to
+//! zero; for other maps the keys are the means themselves. Power-sampling keys need no
+//! scaling: `|ln(mean)| <= 745` for any positive float64 mean.
 
 use ndarray::Array3;
 use rayon::prelude::*;
@@ -90,7 +96,8 @@ fn map_box_sums<T: Send>(
     cancel.check()
 }
 
-/// float32 ranking keys of every candidate, C-order over `grid.counts`.
+/// float32 ranking keys of every candidate, C-order over `grid.counts`: the box mean (times
+/// the map's power of two, see [`FixedPoint::key_scale`]), or `ln(mean) + Gumbel / beta`.
 pub fn ranking_keys(
     scores: &Scores,
     grid: &Grid,
@@ -99,10 +106,11 @@ pub fn ranking_keys(
     cancel: &Cancel,
 ) -> Result<Vec<f32>> {
     let to_mean = fx.mean_scale(grid.patch_voxels());
+    let to_key = fx.key_scale(grid.patch_voxels());
     let mut keys = vec![0f32; grid.len()];
     match noise {
         None => map_box_sums(scores, grid, fx, &mut keys, cancel, |sum, _| {
-            to_mean.mean(sum) as f32
+            to_key.key(sum) as f32
         }),
         Some(_) => map_box_sums(scores, grid, fx, &mut keys, cancel, |sum, index| {
             key_of(to_mean.mean(sum), index, noise) as f32

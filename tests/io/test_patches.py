@@ -19,6 +19,7 @@ from clasp_rs import (
     LoopFileError,
     Patch,
     case_id,
+    identical_patches,
     read_loop_file,
     read_loop_meta,
     write_loop_file,
@@ -139,11 +140,10 @@ def test_loop_file_round_trip(tmp_path) -> None:
     assert doc["patches"][1]["score"] is None  # -inf is written as null
     assert doc["meta"] == meta
     back = read_loop_file(path)
-    assert back == [
-        patches[0],
-        Patch("case_002.nii.gz", (0, 0, 0), (8, 8, 8), None, -1),
-        patches[2],
-    ]
+    assert identical_patches(
+        back,
+        [patches[0], Patch("case_002.nii.gz", (0, 0, 0), (8, 8, 8), None, -1), patches[2]],
+    )
     assert read_loop_meta(path) == meta
     assert os.listdir(tmp_path) == ["loop_001.json"]  # no temporary file left
 
@@ -217,10 +217,13 @@ def test_read_nnactive_file_ignores_extra_keys(tmp_path) -> None:
             }
         )
     )
-    assert read_loop_file(path) == [
-        Patch("c.nii.gz", (1, 2, 3), (4, 5, 6)),
-        Patch("d.nii.gz", (0, 0, 0), (1, 1, 1), score=7.0),
-    ]
+    assert identical_patches(
+        read_loop_file(path),
+        [
+            Patch("c.nii.gz", (1, 2, 3), (4, 5, 6)),
+            Patch("d.nii.gz", (0, 0, 0), (1, 1, 1), score=7.0),
+        ],
+    )
 
 
 def test_read_missing_file(tmp_path) -> None:

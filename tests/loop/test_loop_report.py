@@ -112,11 +112,12 @@ def test_report_numbers_files_and_page(env, capsys):
     assert len(csv_rows) == 1 + 6 and csv_rows[0].startswith("experiment,strategy,loop")
 
     names = ["dice_vs_budget.png", "patches_exp_a.png", "patches_exp_b.png"]
+    names += ["query_exp_a.png", "query_exp_b.png"]  # the newest query as a viewer shows it
     for name in names:
         assert (out / name).read_bytes().startswith(PNG)
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 3
+    assert len(embedded) == len(names)
     assert all(base64.b64decode(e).startswith(PNG) for e in embedded)
     assert 'src="http' not in page and "<script" not in page  # self-contained
     assert "0.6000" in page and "clasp-pe" in page

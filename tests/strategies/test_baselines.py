@@ -27,6 +27,10 @@ from clasp_rs.strategies import (
 )
 from generators import gamma_probabilities, is_centred_on, label_volumes
 
+# These tests compare every query with a reference, short ones included (crowded volumes);
+# the ShortQueryWarning that Strategy.query gives then has its own test (test_drop_in_traps).
+pytestmark = pytest.mark.filterwarnings("ignore::clasp_rs.ShortQueryWarning")
+
 EXAMPLES = settings(
     max_examples=60,
     deadline=None,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import clasp_rs
 import reference_clasp as ref
-from clasp_rs import Patch, uncertainty
+from clasp_rs import Patch, identical_patches, uncertainty
 from clasp_rs.exceptions import InvalidPatchError
 from clasp_rs.strategies import (
     STRATEGIES,
@@ -29,6 +29,10 @@ from clasp_rs.strategies import (
 )
 from clasp_rs.strategies.budget import as_fraction, split_quotas, volume_caps
 from generators import gamma_probabilities
+
+# These tests compare every query with a reference, short ones included (crowded volumes);
+# the ShortQueryWarning that Strategy.query gives then has its own test (test_drop_in_traps).
+pytestmark = pytest.mark.filterwarnings("ignore::clasp_rs.ShortQueryWarning")
 
 EXAMPLES = settings(
     max_examples=120,
@@ -358,7 +362,7 @@ def test_same_seed_same_query_other_seed_other_query():
     a = ClaspPE(seed=1).query(volumes, 12, 0, (3, 4, 4), device="cpu")
     b = ClaspPE(seed=1).query(volumes, 12, 0, (3, 4, 4), device="cpu")
     c = ClaspPE(seed=2).query(volumes, 12, 0, (3, 4, 4), device="cpu")
-    assert a == b
+    assert identical_patches(a, b)
     assert as_tuples(a) != as_tuples(c)
     # Another loop draws other noise too.
     d = ClaspPE(seed=1).query(volumes, 12, 1, (3, 4, 4), device="cpu")
@@ -369,7 +373,7 @@ def test_independent_of_dict_order_and_of_other_cases_names():
     volumes = big_volumes(5)
     forward = ClaspPE(seed=9).query(volumes, 10, 0, (3, 3, 3), device="cpu")
     backward = ClaspPE(seed=9).query(dict(reversed(volumes.items())), 10, 0, (3, 3, 3))
-    assert forward == backward
+    assert identical_patches(forward, backward)
 
 
 def test_independent_of_thread_count(tmp_path):
@@ -413,7 +417,7 @@ def test_arrays_tensors_paths_and_fold_lists_give_the_same_query(tmp_path):
         strategy.query({"x": [tmp_path / "f0.npz", tmp_path / "f1.npz"]}, *args, device="cpu"),
         strategy.query({"x": folds}, *args, device="cpu", workdir=tmp_path / "work"),
     ]
-    assert all(r == results[0] for r in results[1:])
+    assert all(identical_patches(r, results[0]) for r in results[1:])
     # The mean of the folds as input: same maps up to float32 rounding of the mean.
     assert as_tuples(strategy.query({"x": mean}, *args, device="cpu")) == as_tuples(results[0])
     assert sorted(os.listdir(tmp_path / "work")) == ["x_all.npy", "x_c1.npy", "x_c2.npy"]
@@ -473,7 +477,7 @@ def test_bad_arguments_raise_clear_errors():
         ClaspPE(alpha=1.5)
     with pytest.raises(ValueError, match="beta_max"):
         ClaspPE(beta_max=0.0)
-    with pytest.raises(ValueError, match="annotated must be a dict"):
+    with pytest.raises(ValueError, match="'x' names no volume"):
         strategy.query(volumes, 3, 0, (4, 4, 4), annotated=[Patch("x", (0, 0, 0), (1, 1, 1))])
     with pytest.raises(clasp_rs.InvalidProbabilitiesError):
         strategy.query({"x": np.full((3, 4, 4, 4), 0.5, np.float32)}, 3, 0, (2, 2, 2))

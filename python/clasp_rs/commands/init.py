@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from rich.console import Console
+
+from clasp_rs.exceptions import ClaspWarning
 
 __all__ = ["add_parser", "run"]
 
@@ -17,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="create an active-learning experiment from an nnU-Net raw dataset",
         description=(
             "Split $nnUNet_raw/DatasetXXX_Name (dataset.json, imagesTr, labelsTr) into a pool "
-            "(75 %%) and a test set (25 %%) that both hold every class, create a new nnU-Net "
+            "(75 %) and a test set (25 %) that both hold every class, create a new nnU-Net "
             "dataset whose labels are 'ignore' outside annotated patches, and write the "
             "starting budget as EXPERIMENT/loop_000.json."
         ),
@@ -31,6 +34,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=["auto"],
         metavar="N",
         help="query patch size Z Y X, or 'auto' (median largest-component box; default)",
+    )
+    parser.add_argument(
+        "--patch-size-mm",
+        nargs=3,
+        type=float,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="query patch size in mm instead (rounded to voxels of the training spacing)",
     )
     parser.add_argument(
         "--budget",
@@ -81,23 +92,39 @@ def run(args: argparse.Namespace) -> int:
             budget = int(budget)
         except ValueError:
             raise ValueError(f"--budget takes 'auto' or an integer, got {args.budget!r}") from None
-    exp = init_experiment(
-        args.dataset,
-        args.experiment,
-        seed=args.seed,
-        patch_size=patch_size,
-        budget=budget,
-        start_budget=args.start_budget,
-        hard_classes=args.hard_classes,
-        dataset_id=args.dataset_id,
-        name=args.name,
-    )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ClaspWarning)
+        exp = init_experiment(
+            args.dataset,
+            args.experiment,
+            seed=args.seed,
+            patch_size=patch_size,
+            patch_size_mm=args.patch_size_mm,
+            budget=budget,
+            start_budget=args.start_budget,
+            hard_classes=args.hard_classes,
+            dataset_id=args.dataset_id,
+            name=args.name,
+        )
+    for warning in caught:
+        if issubclass(warning.category, ClaspWarning):
+            console.print(f"clasp-rs: warning: {warning.message}")
+        else:
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     console.print(f"experiment {exp.root}")
     console.print(
         f"  nnU-Net dataset {exp.dataset_name} ({len(exp.pool)} pool cases; "
         f"{len(exp.test)} test cases in imagesTs/labelsTs)"
     )
+    if exp.target_spacing is not None:
+        console.print(
+            f"  cases differ in spacing: {len(exp.resampled)} resampled to nnU-Net's target "
+            f"spacing {[round(s, 4) for s in exp.target_spacing]} mm (Z Y X) for training; "
+            f"their originals are in {exp.original_folder()} for annotation"
+        )
     console.print(
         f"  patch size {list(exp.patch_size)} (Z Y X), {exp.budget} patches per loop, "
         f"{exp.start_budget} in loop_000.json, ignore label {exp.ignore_label}"

@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "A study is one experiment per (strategy, seed); experiments of one seed share the "
             "split and the starting budget. 'study init' creates them, 'study run' runs them "
             "all (simulated annotation, resumable), 'study status' shows how far they are, "
-            "'study report' aggregates them over seeds (mean ± 95 %% CI, pairwise penalty "
+            "'study report' aggregates them over seeds (mean ± 95 % CI, pairwise penalty "
             "matrix, curves)."
         ),
     )

@@ -19,7 +19,6 @@ functions of :mod:`clasp_rs.loop.tasks` and :mod:`clasp_rs.loop.querying`.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,6 @@ from clasp_rs.loop.settings import RunOptions, RunOutcome, check_settings, resol
 from clasp_rs.loop.state import RunState, StepHooks, load_state, step_key
 from clasp_rs.loop.tasks import LoopContext
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import patches_by_case, read_loop_file
 
 __all__ = ["RunOptions", "RunOutcome", "run_experiment"]
 
@@ -159,24 +157,16 @@ class _Loop:
         )
 
     def wait_for_human(self, loop: int) -> RunOutcome:
+        from clasp_rs.loop.handout import hand_out, waiting_message
+
         query = self.exp.loop_file(loop + 1)
         folder = self.exp.annotation_folder(loop + 1)
-        dataset = self.ctx.dataset
         if self.state.waiting is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            for case in patches_by_case(read_loop_file(query)):
-                name = self.exp.file_of(case)
-                shutil.copyfile(dataset / "labelsTr" / name, folder / name)
+            hand_out(self.exp, loop)
             self.state.waiting = {"loop": loop, "query": query.name, "folder": str(folder)}
             self.state.save()
-        message = (
-            f"waiting for annotation: label the patches listed in {query} in the label files "
-            f"of {folder} (each is the current training label, ignore={self.exp.ignore_label} "
-            f"outside annotated patches; images in {dataset / 'imagesTr'}), then run\n"
-            f"    clasp-rs annotate {self.exp.root} --labels {folder}"
-        )
-        self.ctx.console.print(message)
-        return RunOutcome("waiting", loop, message)
+        # The caller prints the outcome's message (once).
+        return RunOutcome("waiting", loop, waiting_message(self.exp, loop, folder))
 
     # -- sharding -------------------------------------------------------------------------------
 
@@ -187,7 +177,6 @@ class _Loop:
             f"    clasp-rs run {root} --num-parts K --part-id I   (I = 0 .. K-1)\n"
             f"then merge them and go on with\n    clasp-rs run {root} --resume"
         )
-        self.ctx.console.print(message)
         return RunOutcome("stopped", loop, message)
 
     def run_part(self) -> RunOutcome:
@@ -206,9 +195,7 @@ class _Loop:
             for fold in ctx.folds:
                 tasks.predict(ctx, t, fold, num_parts=k, part_id=i, out=out / "probabilities")
         path = querying.query_part(ctx, t, num_parts=k, part_id=i)
-        message = f"loop {t}: wrote part {i} of {k} to {path}"
-        ctx.console.print(message)
-        return RunOutcome("part", t, message)
+        return RunOutcome("part", t, f"loop {t}: wrote part {i} of {k} to {path}")
 
     def current_query_loop(self) -> int:
         for t in range(self.n_loops - 1):

@@ -13,8 +13,9 @@ import numpy as np
 from clasp_rs._atomic import atomic_path
 from clasp_rs.loop.experiment import Experiment
 from clasp_rs.patches import Patch, patches_by_case
+from clasp_rs.strata import stratum_label
 
-__all__ = ["plot_dice_vs_budget", "plot_patches", "stratum_colour"]
+__all__ = ["legend_label", "plot_dice_vs_budget", "plot_patches", "stratum_colour"]
 
 
 def _pyplot() -> Any:
@@ -48,6 +49,12 @@ def stratum_colour(stratum: int | None) -> str:
         "#e377c2",
     ]
     return palette[(stratum - 1) % len(palette)]
+
+
+def legend_label(stratum: int | None, names: Mapping[int, str]) -> str:
+    """A stratum as the figures' legends name it (as the summary tables do), ``random`` for
+    patches without one."""
+    return "random" if stratum is None else stratum_label(stratum, names)
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -178,15 +185,8 @@ def plot_patches(
         ax.set_xticks([])
         ax.set_yticks([])
 
-    def label(s: int | None) -> str:
-        if s is None:
-            return "random"
-        if s == -1:
-            return "-1 (entropy)"
-        return f"{s} ({names.get(s, '?')})"
-
     handles = [
-        Line2D([], [], color=stratum_colour(s), lw=2, label=label(s))
+        Line2D([], [], color=stratum_colour(s), lw=2, label=legend_label(s, names))
         for s in sorted(used, key=lambda s: (s is None, s == -1, s or 0))
     ]
     handles.append(Line2D([], [], color="grey", lw=1.4, ls="--", label="starting budget"))

@@ -255,13 +255,18 @@ def build_report(
         FileExistsError: a report file exists in ``out`` and ``overwrite`` is False.
     """
     from clasp_rs.loop.plots import plot_dice_vs_budget, plot_patches
+    from clasp_rs.loop.preview import query_preview
 
     summaries = [summarise_experiment(e) for e in experiments]
     names = [s.name for s in summaries]
     if len(set(names)) != len(names):
         raise DatasetError(f"experiments need distinct folder names, got {names}")
     folder = Path(out)
-    files = [*REPORT_FILES, *(f"patches_{n}.png" for n in names)]
+    files = [
+        *REPORT_FILES,
+        *(f"patches_{n}.png" for n in names),
+        *(f"query_{n}.png" for n in names),
+    ]
     existing = [n for n in files if (folder / n).exists()]
     if existing and not overwrite:
         raise FileExistsError(
@@ -317,6 +322,9 @@ def build_report(
                 title=f"{s.name} ({s.strategy})",
             )
         )
+    for s in summaries:
+        # query_<name>.png: the newest query as an annotator sees it in a viewer
+        images.extend(query_preview(s.experiment, folder))
     write_text_atomic(folder / "report.html", _html(summaries, images), overwrite=True)
     return summaries
 

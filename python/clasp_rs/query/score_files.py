@@ -78,8 +78,15 @@ def select_score_files(
     for loop_file in annotated:
         for patch in read_loop_file(loop_file):
             by_case[case_id(patch.file)].append(patch)
+    # Loop files may list other cases: those are reported (ignored), not an error.
     patches = select_across_volumes(
-        files, patch_size, n, stride=step, annotated=by_case, beta=beta, seed=seed
+        files,
+        patch_size,
+        n,
+        stride=step,
+        annotated={case: v for case, v in by_case.items() if case in files},
+        beta=beta,
+        seed=seed,
     )
     named = [
         Patch(os.path.basename(files[p.file]), p.coords, p.size, p.score, p.stratum)

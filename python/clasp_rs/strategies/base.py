@@ -12,21 +12,24 @@ A single run does both; ``clasp-rs query --num-parts K --part-id i`` does phase 
 K-th case and ``clasp-rs merge`` does phase 2 on the union of the parts, which gives exactly
 the single run's query (see :mod:`clasp_rs.query`).
 
-Ordering across volumes: patches compare by their engine key rounded to float32 (higher
-first), then by the case's position in sorted case-name order, then by C-order candidate
-index (:func:`clasp_rs._engine.merge_best_first`).
+Ordering across volumes: patches compare by their engine key rounded to float32 precision
+(higher first), then by the case's position in sorted case-name order, then by C-order
+candidate index (:func:`clasp_rs._engine.merge_best_first`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from clasp_rs._engine import Taken
-from clasp_rs.exceptions import ClaspError
+from clasp_rs.annotated import match_annotated
+from clasp_rs.arrays import probabilities_for_maps
+from clasp_rs.exceptions import ClaspError, InvalidArgumentError, ShortQueryWarning
 from clasp_rs.patches import Patch
 from clasp_rs.selection import as_seed
 from clasp_rs.strategies.fill import FillProvider, NoiseOf
@@ -93,8 +96,17 @@ def log_score(taken: Taken, noised: bool) -> float:
 def to_patch(
     case: str, taken: Taken, request: QueryRequest, score: float, stratum: int | None
 ) -> Patch:
-    """The :class:`~clasp_rs.Patch` of a taken candidate of ``case``."""
-    return Patch(request.file(case), taken.start, taken.size, score=score, stratum=stratum)
+    """The :class:`~clasp_rs.Patch` of a taken candidate of ``case`` (``score`` as the
+    strategy documents it; ``mean`` and ``key`` the engine's)."""
+    return Patch(
+        request.file(case),
+        taken.start,
+        taken.size,
+        score=score,
+        stratum=stratum,
+        mean=taken.mean,
+        key=taken.key,
+    )
 
 
 class SeededStrategy:
@@ -159,7 +171,8 @@ class Strategy(SeededStrategy, ABC):
         *,
         stride: int | Sequence[int] = 1,
         per_volume: int | None = None,
-        annotated: Mapping[str, Iterable[Any]] | None = None,
+        annotated: Mapping[str, Iterable[Any]] | Iterable[Patch] | None = None,
+        logits: bool = False,
         device: str = "auto",
         workdir: str | os.PathLike[str] | None = None,
     ) -> list[Patch]:
@@ -169,12 +182,18 @@ class Strategy(SeededStrategy, ABC):
             volumes: case name -> probabilities: float ``(M, C, Z, Y, X)`` folds or a
                 ``(C, Z, Y, X)`` mean, as numpy array or torch tensor, or the path of a
                 ``.npy`` / nnU-Net ``.npz`` file, or a list of per-fold arrays or paths.
+                float16 / bfloat16 arrays are upcast to float32 and renormalised over C
+                (their sums may be off by C times their epsilon; see
+                :func:`clasp_rs.arrays.probabilities_for_maps`).
             n: number of patches.
             loop: the training loop after which the query is made (0, 1, ...).
             patch_size: ``(dz, dy, dx)``; clipped to each volume.
             stride: candidate grid step, one integer or ``(sz, sy, sx)``.
             per_volume: ``m`` of the per-volume caps (default ``n``).
-            annotated: case name -> patches already annotated (never overlapped).
+            annotated: patches already annotated (never overlapped): a dict case name ->
+                patches, or a flat list of ``Patch`` whose ``file`` names the volume; names
+                match through ``case_id``, and one that names no volume is an error.
+            logits: the inputs are logits (softmax over C is applied per fold).
             device: where the uncertainty maps are computed (``"auto"``, ``"cpu"``,
                 ``"cuda"``; ``"mps"`` computes them on the CPU, see
                 :func:`clasp_rs.devices.maps_device`).
@@ -182,20 +201,71 @@ class Strategy(SeededStrategy, ABC):
                 (for inputs too large to hold every volume's maps in memory).
 
         Returns:
-            The patches; ``Patch.file`` is the key of ``volumes``.
+            The patches; ``Patch.file`` is the key of ``volumes``. Fewer than ``n`` only
+            when no valid candidate is left, with a :class:`~clasp_rs.ShortQueryWarning`
+            (:meth:`query_result` returns the shortfall instead).
         """
+        result = self.query_result(
+            volumes,
+            n,
+            loop,
+            patch_size,
+            stride=stride,
+            per_volume=per_volume,
+            annotated=annotated,
+            logits=logits,
+            device=device,
+            workdir=workdir,
+        )
+        if result.unfilled > 0:
+            warnings.warn(
+                f"{self.name} returned {len(result.patches)} of the {n} patches asked for: no "
+                f"valid candidate is left for the other {result.unfilled} (every candidate "
+                "overlaps an annotated or a taken patch)",
+                ShortQueryWarning,
+                stacklevel=2,
+            )
+        return result.patches
+
+    def query_result(
+        self,
+        volumes: Mapping[str, Any],
+        n: int,
+        loop: int,
+        patch_size: Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        per_volume: int | None = None,
+        annotated: Mapping[str, Iterable[Any]] | Iterable[Patch] | None = None,
+        logits: bool = False,
+        device: str = "auto",
+        workdir: str | os.PathLike[str] | None = None,
+    ) -> QueryResult:
+        """:meth:`query`, returning the whole :class:`~clasp_rs.strategies.QueryResult`
+        (patches, beta, quotas, shortfall, ``unfilled``) and never warning."""
         from clasp_rs.strategies.scores import compute_score_sets
 
-        request = QueryRequest.build(
-            n, loop, patch_size, stride=stride, per_volume=per_volume, annotated=annotated
-        )
         if not isinstance(volumes, Mapping):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"volumes must be a dict case name -> probabilities, got {type(volumes).__name__}"
             )
+        request = QueryRequest.build(
+            n,
+            loop,
+            patch_size,
+            stride=stride,
+            per_volume=per_volume,
+            annotated=match_annotated(annotated, volumes),
+        )
         self.check_loop(request.loop)
-        scores = compute_score_sets(volumes, self.needs, device=device, workdir=workdir)
-        return self.query_scores(scores, request).patches
+        prepared = {
+            case: probabilities_for_maps(value, f"case {case!r}", logits=logits)
+            for case, value in volumes.items()
+        }
+        scores = compute_score_sets(
+            prepared, self.needs, device=device, workdir=workdir, logits=logits
+        )
+        return self.query_scores(scores, request)
 
     def query_scores(self, scores: Mapping[str, ScoreSet], request: QueryRequest) -> QueryResult:
         """Both phases on ready score maps."""

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidScoresError
+from clasp_rs.annotated import match_annotated
+from clasp_rs.exceptions import InvalidArgumentError, InvalidScoresError
 from clasp_rs.patches import Box, Patch
 from clasp_rs.strategies.base import SeededStrategy
 from clasp_rs.strategies.baselines import Random
@@ -52,7 +53,9 @@ def load_labels(labels: Mapping[str, LabelSource]) -> dict[str, np.ndarray]:
         InvalidScoresError: an array that is not integer and 3-D.
     """
     if not isinstance(labels, Mapping) or not labels:
-        raise ValueError("labels must be a non-empty dict case name -> (Z, Y, X) label array")
+        raise InvalidArgumentError(
+            "labels must be a non-empty dict case name -> (Z, Y, X) label array"
+        )
     out = {}
     for case in sorted(labels):
         value = labels[case]
@@ -270,7 +273,7 @@ class RandomFG(SeededStrategy):
         *,
         stride: int | Sequence[int] = 1,
         per_volume: int | None = None,
-        annotated: Mapping[str, Iterable[Any]] | None = None,
+        annotated: Mapping[str, Iterable[Any]] | Iterable[Patch] | None = None,
         labels: Mapping[str, LabelSource],
         classes: Iterable[int] | None = None,
         ignore_label: int | None = None,
@@ -279,16 +282,23 @@ class RandomFG(SeededStrategy):
     ) -> list[Patch]:
         """Query ``n`` patches; ``volumes`` is only checked to name the same cases as
         ``labels`` (it may be None). ``classes``: the foreground labels to draw from
-        (default: every positive value in ``labels`` except ``ignore_label``). ``device``
-        and ``workdir`` are accepted for the signature of map strategies and unused."""
-        request = QueryRequest.build(
-            n, loop, patch_size, stride=stride, per_volume=per_volume, annotated=annotated
-        )
+        (default: every positive value in ``labels`` except ``ignore_label``). ``annotated``
+        as for map strategies (a dict or a flat list of ``Patch``, matched to the cases of
+        ``labels`` through ``case_id``). ``device`` and ``workdir`` are accepted for the
+        signature of map strategies and unused."""
         arrays = load_labels(labels)
+        request = QueryRequest.build(
+            n,
+            loop,
+            patch_size,
+            stride=stride,
+            per_volume=per_volume,
+            annotated=match_annotated(annotated, arrays),
+        )
         if volumes is not None and set(volumes) != set(arrays):
             missing = sorted(set(volumes) - set(arrays))
             extra = sorted(set(arrays) - set(volumes))
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"labels and volumes must name the same cases; labels lack {missing}, "
                 f"have extra {extra}"
             )

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from clasp_rs.exceptions import InvalidProbabilitiesError
+from clasp_rs.arrays import layout_hint
+from clasp_rs.exceptions import InvalidArgumentError, InvalidProbabilitiesError
 from clasp_rs.io.probabilities import source_shape
 from clasp_rs.strategies.types import MAP_NEEDS, ScoreSet
 
@@ -22,7 +23,7 @@ __all__ = ["compute_score_sets", "score_set_for_case"]
 
 def _check_case(case: Any) -> str:
     if not isinstance(case, str) or not case or "/" in case or "\\" in case or case in (".", ".."):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"case names must be non-empty strings without path separators, got {case!r}"
         )
     return case
@@ -36,6 +37,7 @@ def score_set_for_case(
     device: str = "auto",
     workdir: str | os.PathLike[str] | None = None,
     dtype: str = "float32",
+    logits: bool = False,
 ) -> ScoreSet:
     """The maps of one case that a strategy needing ``needs`` ranks by.
 
@@ -47,6 +49,11 @@ def score_set_for_case(
         device: compute device of the maps.
         workdir: write the maps there (``.npy``) and return their paths.
         dtype: ``.npy`` dtype in ``workdir``, ``"float32"`` or ``"float16"``.
+        logits: ``source`` holds logits (softmax over C per fold).
+
+    Raises:
+        InvalidProbabilitiesError: bad probabilities; the message names the case, and the
+            axis that looks wrong when the classes seem to be on another axis.
     """
     case = _check_case(case)
     if not needs & MAP_NEEDS:
@@ -62,7 +69,15 @@ def score_set_for_case(
     from clasp_rs import uncertainty
 
     with_mi = "mutual_information" in needs
-    maps = uncertainty.compute_case_maps(source, device=device, with_mutual_information=with_mi)
+    try:
+        maps = uncertainty.compute_case_maps(
+            source, device=device, with_mutual_information=with_mi, logits=logits
+        )
+    except InvalidProbabilitiesError as err:
+        hint = "" if logits else layout_hint(source)
+        raise InvalidProbabilitiesError(
+            f"case {case!r}: " + (f"{hint} ({err})" if hint else str(err))
+        ) from None
     scores = maps.scores
     shape = (int(scores.shape[1]), int(scores.shape[2]), int(scores.shape[3]))
     classes: tuple[Any, ...] = ()
@@ -103,6 +118,7 @@ def compute_score_sets(
     workdir: str | os.PathLike[str] | None = None,
     dtype: str = "float32",
     on_case: Callable[[str], None] | None = None,
+    logits: bool = False,
 ) -> dict[str, ScoreSet]:
     """:func:`score_set_for_case` for every case, in sorted case order.
 
@@ -111,7 +127,7 @@ def compute_score_sets(
     out: dict[str, ScoreSet] = {}
     for case in sorted(volumes, key=str):
         out[case] = score_set_for_case(
-            case, volumes[case], needs, device=device, workdir=workdir, dtype=dtype
+            case, volumes[case], needs, device=device, workdir=workdir, dtype=dtype, logits=logits
         )
         if on_case is not None:
             on_case(case)
