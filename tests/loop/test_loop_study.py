@@ -175,6 +175,16 @@ def test_study_run_checks_before_running(env):
         run_study(study.root, StudyRunOptions(folds=[0, 1]))
 
 
+def test_study_run_without_nnunet_folders_is_one_error_up_front(env, monkeypatch):
+    study = init_study(
+        "900", env / "study", strategies=["random", "clasp-pe"], seeds=[0], patch_size=SIZE
+    )
+    monkeypatch.delenv("nnUNet_results")
+    with pytest.raises(DatasetError, match="^nnU-Net environment variable\\(s\\) not set"):
+        run_study(study.root, StudyRunOptions(loops=2))
+    assert not any((e.root / "state.json").exists() for e in load_study(study.root).experiments)
+
+
 def test_study_json_cannot_point_outside_the_study(env):
     study = init_study(
         "900", env / "study", strategies=["random"], seeds=[0], patch_size=SIZE, budget=8

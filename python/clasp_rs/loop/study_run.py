@@ -160,6 +160,11 @@ def run_study(
         study.save()
     progress = experiment_progress(study)
     pending = [p for p in progress if not p.finished]
+    if pending:
+        # A setup fault shared by every experiment is one error up front, not one per run.
+        from clasp_rs.nnunet.paths import nnunet_paths
+
+        nnunet_paths()
     outcomes = {
         p.experiment.name: StudyOutcome(p.experiment.name, "finished", "finished before")
         for p in progress
@@ -181,9 +186,15 @@ def run_study(
     ordered = [outcomes[p.experiment.name] for p in progress]
     failed = [o for o in ordered if o.status == "failed"]
     if failed:
+        messages = {o.message for o in failed}
+        causes = (
+            f"{', '.join(o.name for o in failed)}: {failed[0].message}"
+            if len(messages) == 1
+            else "; ".join(f"{o.name}: {o.message}" for o in failed)
+        )
         raise DatasetError(
             f"{len(failed)} of {len(ordered)} experiment(s) failed: "
-            + "; ".join(f"{o.name}: {o.message}" for o in failed)
+            + causes
             + f" (fix the cause and run clasp-rs study run {study.root} again; finished steps "
             "are kept)"
         )
