@@ -4,7 +4,7 @@ PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
 MATURIN ?= maturin
 
-.PHONY: install build wheel test test-rust test-python lint format bench clean
+.PHONY: install build wheel test test-rust test-python fuzz lint format bench clean
 
 ## install: the package in editable mode with every extra needed to test and lint it
 install:
@@ -31,6 +31,12 @@ test-rust:
 
 test-python:
 	$(PYTHON) -m pytest
+
+## fuzz: the suite's fuzz targets for longer, with fresh seeds, each batch in its own process;
+## CLASP_RS_FUZZ_SECONDS (default 1200) and CLASP_RS_FUZZ_EXAMPLES (inputs per batch, 300)
+fuzz:
+	$(PYTHON) tests/fuzz/fuzz_run.py --seconds $${CLASP_RS_FUZZ_SECONDS:-1200} \
+		--examples $${CLASP_RS_FUZZ_EXAMPLES:-300}
 
 ## lint: formatting, clippy (engine alone and with the binding), ruff, mypy, stub check
 lint:

@@ -118,11 +118,18 @@ def write_text_atomic(
 
     Raises:
         FileExistsError: ``overwrite`` is False and ``dest`` exists.
+        OSError: the disk is full (the error names ``dest``; nothing is left behind).
     """
     dest = Path(dest)
     with atomic_path(dest, overwrite=overwrite, exists_message=exists_message) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            # A full disk fails in write/flush/fsync without a file name: name the file.
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, e.strerror, str(dest)) from None
     return dest

@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 from clasp_rs import _clasp_rs as _native
 from clasp_rs._key_rounding import float32_precision
+from clasp_rs._messages import shown
+from clasp_rs.exceptions import InvalidArgumentError
 from clasp_rs.patches import Box
 
 __all__ = [
@@ -188,7 +190,14 @@ def box_means(
 
 
 def stream_id(case: str, loop: int, code: int) -> int:
-    """The stable 64-bit noise stream key of ``(case, loop, code)``."""
+    """The stable 64-bit noise stream key of ``(case, loop, code)``.
+
+    Raises:
+        InvalidArgumentError: ``loop`` or ``code`` outside int64 (the engine's key).
+    """
+    for what, value in (("loop", loop), ("stream code", code)):
+        if not -(2**63) <= int(value) < 2**63:
+            raise InvalidArgumentError(f"{what} must be in [-2**63, 2**63), got {shown(value)}")
     return int(_native.stream_id(case, loop, code))
 
 

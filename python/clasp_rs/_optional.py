@@ -1,4 +1,4 @@
-"""Lazy imports of the heavy optional dependencies (torch, nnU-Net v2).
+"""Lazy imports of the heavy optional dependencies (torch, nnU-Net v2, SimpleITK).
 
 ``import clasp_rs`` must stay cheap and work without them, so modules that need one call these
 helpers at the point of use; a missing package raises an ImportError that names the extra to
@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["import_monailabel", "import_nnunetv2", "import_torch", "torch_or_none"]
+__all__ = [
+    "import_monailabel",
+    "import_nnunetv2",
+    "import_report_dependency",
+    "import_simpleitk",
+    "import_torch",
+    "torch_or_none",
+]
 
 
 def _import_or_explain(module: str, extra: str, purpose: str) -> ModuleType:
@@ -59,3 +66,24 @@ def import_nnunetv2() -> ModuleType:
             ``clasp-rs[nnunet]``.
     """
     return _import_or_explain("nnunetv2", "nnunet", "running the nnU-Net loop")
+
+
+def import_report_dependency(module: str) -> ModuleType:
+    """Return ``matplotlib`` or ``scipy`` (reports: figures, FG-Eff fits, t-tests).
+
+    Raises:
+        ImportError: the module is not installed; the message says to install
+            ``clasp-rs[report]``.
+    """
+    return _import_or_explain(module, "report", "reports and learning-curve statistics")
+
+
+def import_simpleitk() -> ModuleType:
+    """Return the ``SimpleITK`` module (an nnunetv2 dependency), which reads and writes
+    images and label files.
+
+    Raises:
+        ImportError: SimpleITK is not installed; the message says to install
+            ``clasp-rs[nnunet]``.
+    """
+    return _import_or_explain("SimpleITK", "nnunet", "reading and writing images and labels")

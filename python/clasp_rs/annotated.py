@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clasp_rs._messages import shown
 from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
 from clasp_rs.patches import Patch, case_id
 
@@ -78,7 +79,9 @@ def match_annotated(annotated: Any, names: Iterable[str]) -> dict[str, list[Any]
     if isinstance(annotated, Mapping):
         for key, items in annotated.items():
             if not isinstance(key, (str, os.PathLike)):
-                raise InvalidPatchError(f"annotated keys must be volume names (str), got {key!r}")
+                raise InvalidPatchError(
+                    f"annotated keys must be volume names (str), got {shown(key)}"
+                )
             target = by_id.get(case_id(key))
             if target is None:
                 raise InvalidPatchError(
@@ -101,7 +104,7 @@ def match_annotated(annotated: Any, names: Iterable[str]) -> dict[str, list[Any]
         if not isinstance(item, Patch):
             raise InvalidPatchError(
                 "a flat annotated list must hold clasp_rs.Patch objects, whose file names the "
-                f"volume; got {item!r} (give boxes as a dict volume name -> boxes)"
+                f"volume; got {shown(item)} (give boxes as a dict volume name -> boxes)"
             )
         target = by_id.get(item.case)
         if target is None:

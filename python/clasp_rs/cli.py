@@ -8,26 +8,38 @@ to ``COMMANDS``. Expected failures (bad input, missing or existing files) end as
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from clasp_rs import __version__
-from clasp_rs.commands import annotate, init, merge, query, report, run, select
+from clasp_rs._messages import escaped
+from clasp_rs.commands import annotate, export, init, merge, query, report, run, select, study
 from clasp_rs.exceptions import ClaspError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Order here is the order of `clasp-rs --help`.
-COMMANDS: list[ModuleType] = [select, query, merge, init, run, annotate, report]
+COMMANDS: list[ModuleType] = [select, query, merge, init, run, annotate, export, report, study]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors, with the message on one line whatever the arguments hold
+    (subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {escaped(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per module of ``COMMANDS``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clasp-rs",
         description="Active learning for 3D biomedical segmentation: ClaSP PE patch queries.",
     )
@@ -40,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(error: BaseException) -> str:
+    # Escaped, not joined: a file name may itself hold a newline.
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return f"{error.strerror}: {error.filename}"
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.splitlines())
+        name = error.filename
+        name = os.fsdecode(name) if isinstance(name, (str, bytes)) else str(name)
+        return escaped(f"{error.strerror}: {name}")
+    return escaped(str(error).strip() or type(error).__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clasp_rs._optional import import_torch, torch_or_none
-from clasp_rs.exceptions import DeviceError
+from clasp_rs.exceptions import DeviceError, InvalidArgumentError
 
 if TYPE_CHECKING:
     import torch
@@ -75,7 +75,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device |
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r}: {_EXPECTED}") from err
+        raise InvalidArgumentError(f"unknown device {device!r}: {_EXPECTED}") from err
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(
@@ -95,7 +95,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device |
                 "use device='cpu' or 'auto'"
             )
     elif resolved.type != "cpu":
-        raise ValueError(f"unsupported device {str(device)!r}: {_EXPECTED}")
+        raise InvalidArgumentError(f"unsupported device {str(device)!r}: {_EXPECTED}")
     return resolved
 
 

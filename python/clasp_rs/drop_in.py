@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from clasp_rs._messages import shown
 from clasp_rs.annotated import match_annotated, volume_ids
 from clasp_rs.arrays import is_tensor, layout_hint, probabilities_for_maps
-from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidScoresError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidProbabilitiesError, InvalidScoresError
 from clasp_rs.patches import Patch, case_id
 
 __all__ = ["PatchQuery", "QueriedPatch", "query_patches"]
@@ -93,7 +94,7 @@ def _names(count: int, names: Sequence[str] | None, what: str) -> list[str]:
     if names is None:
         return [str(i) for i in range(count)]
     if isinstance(names, str) or not isinstance(names, Sequence):
-        raise InvalidScoresError(f"names must be a sequence of {count} strings, got {names!r}")
+        raise InvalidScoresError(f"names must be a sequence of {count} strings, got {shown(names)}")
     if len(names) != count:
         raise InvalidScoresError(
             f"names has {len(names)} entries but the {what} has {count} volumes on axis 0"
@@ -262,7 +263,9 @@ def query_patches(
     chosen = get_strategy(strategy, seed=seed, n_loops=n_loops)
     if isinstance(chosen, Strategy):
         if labels is not None:
-            raise ValueError(f"labels are only for the random-fg strategies, not {strategy!r}")
+            raise InvalidArgumentError(
+                f"labels are only for the random-fg strategies, not {strategy!r}"
+            )
         result = chosen.query_result(
             prepared,
             n,
@@ -278,7 +281,7 @@ def query_patches(
         from clasp_rs.strategies import QueryRequest
 
         if labels is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"strategy {strategy!r} simulates annotation from the ground truth: pass labels"
             )
         request = QueryRequest.build(

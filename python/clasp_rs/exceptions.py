@@ -15,6 +15,10 @@ __all__ = [
     "LoopFileError",
     "DatasetError",
     "DeviceError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "ClaspWarning",
+    "PatchSizeWarning",
     "ShortQueryWarning",
     "BudgetWarning",
 ]
@@ -55,12 +59,31 @@ class DeviceError(ClaspError, RuntimeError):
     an index beyond the visible GPUs)."""
 
 
-class ShortQueryWarning(UserWarning):
+class InvalidArgumentError(ClaspError, ValueError):
+    """An argument is outside its range or not one of the accepted values: a loop, seed,
+    ``n_loops``, fraction or beta out of range, an unknown strategy or device, a bad case
+    name."""
+
+
+class InvalidTypeError(ClaspError, TypeError):
+    """An argument is of a type clasp-rs does not take (probabilities given as a number, a
+    dict where a sequence of folds goes, ...)."""
+
+
+class ClaspWarning(UserWarning):
+    """Base class of the warnings clasp-rs gives (the CLI prints them as one line each)."""
+
+
+class PatchSizeWarning(ClaspWarning):
+    """A patch size larger than some volume on an axis (it is clipped there)."""
+
+
+class ShortQueryWarning(ClaspWarning):
     """A query returned fewer patches than asked for: no valid candidate was left (every one
     overlaps an annotated or an already taken patch). Functions that return a result object
     report the shortfall there (``unfilled``) instead."""
 
 
-class BudgetWarning(UserWarning):
+class BudgetWarning(ClaspWarning):
     """A budget takes so much of the pool that the active-learning loop has little left to
     choose (e.g. the starting budget alone annotates most of the foreground)."""

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs._atomic import write_text_atomic
-from clasp_rs.exceptions import InvalidPatchError, LoopFileError
+from clasp_rs._messages import escaped, shown
+from clasp_rs.exceptions import InvalidArgumentError, InvalidPatchError, LoopFileError
+from clasp_rs.io.json_files import parse_json_file
 
 __all__ = [
     "Box",
@@ -86,22 +88,31 @@ def patches_by_case(patches: Iterable[Patch]) -> dict[str, list[Patch]]:
     return dict(sorted(grouped.items()))
 
 
+MAX_VOXEL = 2**62
+"""The largest patch coordinate or size: a box's end (coords + size) stays in int64."""
+
+
 def _int_triple(value: Any, what: str, minimum: int) -> tuple[int, int, int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {value!r}")
+        raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {shown(value)}")
     items = tuple(value)
     if len(items) != 3:
         raise InvalidPatchError(
-            f"{what} must have 3 dimensions (z, y, x), got {len(items)}: {value!r}"
+            f"{what} must have 3 dimensions (z, y, x), got {len(items)}: {shown(value)}"
         )
     out = []
     for item in items:
         # bool is an int subclass, but True as a voxel index is surely a mistake.
         if isinstance(item, bool) or not isinstance(item, numbers.Integral):
-            raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {value!r}")
+            raise InvalidPatchError(f"{what} must be 3 integers (z, y, x), got {shown(value)}")
         if int(item) < minimum:
             bound = "non-negative" if minimum == 0 else f">= {minimum}"
-            raise InvalidPatchError(f"{what} must be {bound} on every axis, got {value!r}")
+            raise InvalidPatchError(f"{what} must be {bound} on every axis, got {shown(value)}")
+        if int(item) > MAX_VOXEL:
+            raise InvalidPatchError(
+                f"{what} must be at most 2**62 on every axis (a voxel index in int64 range), "
+                f"got {shown(value)}"
+            )
         out.append(int(item))
     return out[0], out[1], out[2]
 
@@ -110,8 +121,13 @@ def _optional_float(value: Any, what: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidPatchError(f"patch {what} must be a number, got {value!r}")
-    return float(value)
+        raise InvalidPatchError(f"patch {what} must be a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64's range
+        raise InvalidPatchError(
+            f"patch {what} must be a number in float64's range, got {shown(value)}"
+        ) from None
 
 
 def _same_number(a: float | None, b: float | None, rel_tol: float) -> bool:
@@ -160,7 +176,7 @@ class Patch:
 
     def __post_init__(self) -> None:
         if not isinstance(self.file, str):
-            raise InvalidPatchError(f"patch file must be a string, got {self.file!r}")
+            raise InvalidPatchError(f"patch file must be a string, got {shown(self.file)}")
         object.__setattr__(self, "coords", _int_triple(self.coords, "patch coords", 0))
         object.__setattr__(self, "size", _int_triple(self.size, "patch size", 1))
         for name in ("score", "mean", "key"):
@@ -168,7 +184,7 @@ class Patch:
         if self.stratum is not None:
             if isinstance(self.stratum, bool) or not isinstance(self.stratum, numbers.Integral):
                 raise InvalidPatchError(
-                    f"patch stratum must be an integer or None, got {self.stratum!r}"
+                    f"patch stratum must be an integer or None, got {shown(self.stratum)}"
                 )
             object.__setattr__(self, "stratum", int(self.stratum))
 
@@ -231,8 +247,9 @@ class Patch:
         outside = [a for a in range(3) if self.end[a] > spatial[a]]
         if outside:
             raise InvalidPatchError(
-                f"patch {self.coords}+{self.size} of {self.file!r} reaches {self.end}, outside "
-                f"the array's (Z, Y, X) = {spatial} on axis {' and '.join(map(str, outside))}"
+                f"patch {self.coords}+{self.size} of {shown(self.file)} reaches {self.end}, "
+                f"outside the array's (Z, Y, X) = {spatial} on axis "
+                f"{' and '.join(map(str, outside))}"
             )
         index = (Ellipsis, *self.slices)
         return array[index]
@@ -275,20 +292,19 @@ def identical_patches(a: Sequence[Patch], b: Sequence[Patch], *, rel_tol: float 
 
 
 def _loop_error(path: str | os.PathLike[str], problem: str) -> LoopFileError:
-    return LoopFileError(f"loop file {os.fspath(path)}: {problem}")
+    return LoopFileError(f"loop file {escaped(os.fspath(path))}: {problem}")
 
 
 def _load_loop_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     text_path = os.fspath(path)
     if not os.path.exists(text_path):
         raise FileNotFoundError(errno.ENOENT, "loop file not found", text_path)
+    if os.path.isdir(text_path):
+        raise IsADirectoryError(errno.EISDIR, "expected a loop file, got a folder", text_path)
     try:
-        with open(text_path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise _loop_error(path, f"not valid JSON ({e})") from None
-    except UnicodeDecodeError as e:
-        raise _loop_error(path, f"not UTF-8 text ({e})") from None
+        doc = parse_json_file(text_path)
+    except ValueError as e:
+        raise _loop_error(path, str(e)) from None
     if not isinstance(doc, dict):
         raise _loop_error(path, f"expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -297,22 +313,24 @@ def _load_loop_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _patch_from_json(path: str | os.PathLike[str], i: int, entry: Any) -> Patch:
     where = f"patches[{i}]"
     if not isinstance(entry, dict):
-        raise _loop_error(path, f"{where} must be an object, got {entry!r}")
+        raise _loop_error(path, f"{where} must be an object, got {shown(entry)}")
     for key in ("file", "coords", "size"):
         if key not in entry:
             raise _loop_error(path, f'{where} has no "{key}" (needs file, coords, size)')
     file, coords, size = entry["file"], entry["coords"], entry["size"]
     if not isinstance(file, str):
-        raise _loop_error(path, f"{where}.file must be a string, got {file!r}")
+        raise _loop_error(path, f"{where}.file must be a string, got {shown(file)}")
     for key, value in (("coords", coords), ("size", size)):
         if not isinstance(value, list) or len(value) != 3:
-            raise _loop_error(path, f"{where}.{key} must be a list of 3 integers, got {value!r}")
+            raise _loop_error(
+                path, f"{where}.{key} must be a list of 3 integers, got {shown(value)}"
+            )
     score = entry.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-        raise _loop_error(path, f"{where}.score must be a number or null, got {score!r}")
+        raise _loop_error(path, f"{where}.score must be a number or null, got {shown(score)}")
     stratum = entry.get("stratum")
     if stratum is not None and (isinstance(stratum, bool) or not isinstance(stratum, int)):
-        raise _loop_error(path, f"{where}.stratum must be an integer or null, got {stratum!r}")
+        raise _loop_error(path, f"{where}.stratum must be an integer or null, got {shown(stratum)}")
     try:
         return Patch(file, tuple(coords), tuple(size), score=score, stratum=stratum)
     except InvalidPatchError as e:
@@ -406,7 +424,7 @@ def write_loop_file(
     try:
         text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
-        raise ValueError(f"loop file meta is not JSON-serialisable: {e}") from None
+        raise InvalidArgumentError(f"loop file meta is not JSON-serialisable: {e}") from None
 
     folder = dest.parent
     if not folder.is_dir():

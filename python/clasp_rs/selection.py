@@ -33,10 +33,11 @@ from clasp_rs._engine import (
     select,
     stream_id,
 )
+from clasp_rs._messages import shown
 from clasp_rs.annotated import match_annotated, volume_ids
 from clasp_rs.arrays import score_array, score_layout_hint
 from clasp_rs.exceptions import InvalidPatchError, InvalidScoresError
-from clasp_rs.patches import Box, Patch
+from clasp_rs.patches import MAX_VOXEL, Box, Patch
 
 __all__ = [
     "ScoreSource",
@@ -55,7 +56,7 @@ _FLOAT_ITEMSIZES = (2, 4, 8)
 # The engine holds counts and voxel positions in 64-bit integers; bigger Python ints would
 # fail in the binding with a bare OverflowError.
 _MAX_COUNT = 2**63 - 1
-_MAX_VOXEL = 2**62
+_MAX_VOXEL = MAX_VOXEL
 
 
 def _is_int(value: Any) -> bool:
@@ -66,39 +67,44 @@ def as_count(n: Any) -> int:
     """Validate a patch count: an integer >= 0."""
     if not _is_int(n) or not 0 <= int(n) <= _MAX_COUNT:
         raise InvalidPatchError(
-            f"n (number of patches) must be an integer in [0, 2**63), got {n!r}"
+            f"n (number of patches) must be an integer in [0, 2**63), got {shown(n)}"
         )
     return int(n)
 
 
 def as_patch_size(patch_size: Any) -> tuple[int, int, int]:
-    """Validate a patch size: 3 positive integers (dz, dy, dx)."""
+    """Validate a patch size: 3 integers (dz, dy, dx) in [1, 2**62]."""
     if isinstance(patch_size, (str, bytes)) or not isinstance(patch_size, Iterable):
         raise InvalidPatchError(
-            f"patch size must be 3 positive integers (z, y, x), got {patch_size!r}"
+            f"patch size must be 3 positive integers (z, y, x), got {shown(patch_size)}"
         )
     items = tuple(patch_size)
     if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
         raise InvalidPatchError(
-            f"patch size must be 3 positive integers (z, y, x) for a 3-D volume, got {patch_size!r}"
+            "patch size must be 3 positive integers (z, y, x), each at most 2**62, for a 3-D "
+            f"volume, got {shown(patch_size)}"
         )
     return int(items[0]), int(items[1]), int(items[2])
 
 
 def as_stride(stride: Any) -> tuple[int, int, int]:
-    """Validate a stride: one positive integer for all axes, or 3 (z, y, x)."""
+    """Validate a stride: one integer in [1, 2**62] for all axes, or 3 (z, y, x)."""
     if _is_int(stride):
         if not 0 < int(stride) <= _MAX_VOXEL:
-            raise InvalidPatchError(f"stride must be a positive integer, got {stride!r}")
+            raise InvalidPatchError(
+                f"stride must be a positive integer of at most 2**62, got {shown(stride)}"
+            )
         return int(stride), int(stride), int(stride)
     if isinstance(stride, (str, bytes)) or not isinstance(stride, Iterable):
         raise InvalidPatchError(
-            f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
+            "stride must be a positive integer or 3 positive integers (z, y, x), each at most "
+            f"2**62, got {shown(stride)}"
         )
     items = tuple(stride)
     if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
         raise InvalidPatchError(
-            f"stride must be a positive integer or 3 positive integers (z, y, x), got {stride!r}"
+            "stride must be a positive integer or 3 positive integers (z, y, x), each at most "
+            f"2**62, got {shown(stride)}"
         )
     return int(items[0]), int(items[1]), int(items[2])
 
@@ -108,17 +114,26 @@ def as_beta(beta: Any) -> float:
     if (
         isinstance(beta, bool)
         or not isinstance(beta, numbers.Real)
-        or not math.isfinite(float(beta))
+        or not _finite_float(beta)
         or float(beta) <= 0
     ):
-        raise InvalidPatchError(f"beta must be a finite number > 0 (power sampling), got {beta!r}")
+        raise InvalidPatchError(
+            f"beta must be a finite number > 0 (power sampling), got {shown(beta)}"
+        )
     return float(beta)
+
+
+def _finite_float(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float64's range
+        return False
 
 
 def as_seed(seed: Any) -> int:
     """Validate a seed: an integer in [0, 2**64)."""
     if not _is_int(seed) or not 0 <= int(seed) < 2**64:
-        raise InvalidPatchError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        raise InvalidPatchError(f"seed must be an integer in [0, 2**64), got {shown(seed)}")
     return int(seed)
 
 
@@ -138,7 +153,7 @@ def as_score_source(scores: Any) -> npt.NDArray[np.floating[Any]] | str:
     if isinstance(scores, (str, os.PathLike)):
         path = os.fspath(scores)
         if not isinstance(path, str):
-            raise InvalidScoresError(f"score volume path must be text, got {path!r}")
+            raise InvalidScoresError(f"score volume path must be text, got {shown(path)}")
         if not os.path.exists(path):
             raise FileNotFoundError(2, "score volume not found", path)
         return path
@@ -175,21 +190,21 @@ def _as_box(item: Any) -> Box:
     if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
         raise InvalidPatchError(
             "annotated patches must be clasp_rs.Patch or (z, y, x, dz, dy, dx) tuples, "
-            f"got {item!r}"
+            f"got {shown(item)}"
         )
     values = tuple(item)
     if len(values) != 6:
         raise InvalidPatchError(
             "annotated patch must have 3 dimensions: a clasp_rs.Patch or a "
-            f"(z, y, x, dz, dy, dx) tuple of 6 integers, got {len(values)} values: {item!r}"
+            f"(z, y, x, dz, dy, dx) tuple of 6 integers, got {len(values)} values: {shown(item)}"
         )
     if not all(_is_int(v) for v in values):
-        raise InvalidPatchError(f"annotated patch must be 6 integers, got {item!r}")
+        raise InvalidPatchError(f"annotated patch must be 6 integers, got {shown(item)}")
     box = tuple(int(v) for v in values)
     if min(box[:3]) < 0 or min(box[3:]) <= 0 or max(box) > _MAX_VOXEL:
         raise InvalidPatchError(
             "annotated patch needs coords >= 0 and sizes > 0 (z, y, x, dz, dy, dx), each at "
-            f"most 2**62, got {item!r}"
+            f"most 2**62, got {shown(item)}"
         )
     return box[0], box[1], box[2], box[3], box[4], box[5]
 
@@ -256,7 +271,7 @@ def select_top_patches(
     size = as_patch_size(patch_size)
     step = as_stride(stride)
     if file is not None and not isinstance(file, str):
-        raise InvalidPatchError(f"file must be a string or None, got {file!r}")
+        raise InvalidPatchError(f"file must be a string or None, got {shown(file)}")
     if isinstance(annotated, Mapping):
         annotated = match_annotated(annotated, [file or ""]).get(file or "", [])
     boxes = as_annotated_boxes(annotated)
@@ -268,7 +283,7 @@ def select_top_patches(
     source = as_score_source(scores)
     if count == 0:
         return []
-    name = "scores" if file is None else f"scores of {file!r}"
+    name = "scores" if file is None else f"scores of {shown(file)}"
     job = VolumeJob([MapJob(source, count, noise)], boxes, name)
     taken = select([job], size, step)[0][0]
     return [_patch(file or "", t, beta is not None) for t in taken]

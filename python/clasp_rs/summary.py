@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clasp_rs.patches import Patch
+from clasp_rs.strata import stratum_label
 from clasp_rs.strategies.types import QueryResult
 
 __all__ = ["MapsProgressBar", "print_summary"]
@@ -22,9 +23,7 @@ __all__ = ["MapsProgressBar", "print_summary"]
 def _stratum_name(stratum: int | None, names: Mapping[int, str]) -> str:
     if stratum is None:
         return "patches"
-    if stratum == -1:
-        return "-1 (u)"
-    return f"{stratum} ({names[stratum]})" if stratum in names else str(stratum)
+    return stratum_label(stratum, names)
 
 
 def print_summary(

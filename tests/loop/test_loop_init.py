@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from clasp_rs.cli import main
-from clasp_rs.exceptions import BudgetWarning, DatasetError
+from clasp_rs.exceptions import BudgetWarning, ClaspWarning, DatasetError, PatchSizeWarning
 from clasp_rs.loop.autosize import auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import load_experiment
 from clasp_rs.loop.setup import init_experiment
@@ -24,6 +24,31 @@ sitk = pytest.importorskip("SimpleITK")
 
 def _read(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _training_truth(source: Path, case: str, exp) -> np.ndarray:
+    """A case's ground truth on the training grid, resampled here without clasp-rs: the
+    bundled cases are 3 x 4.5 x 4.5 mm (eight) or 2 x 4.5 x 4.5 mm (four), so nnU-Net's target
+    spacing is the median, 3 x 4.5 x 4.5, and the 2 mm cases get round(10 * 2 / 3) = 7 slices
+    about the same centre, by nearest neighbour."""
+    image = sitk.ReadImage(str(source / "labelsTr" / f"{case}.nii.gz"))
+    if image.GetSpacing() == (4.5, 4.5, 3.0):
+        return sitk.GetArrayFromImage(image)
+    assert image.GetSpacing() == (4.5, 4.5, 2.0) and image.GetSize() == (64, 64, 10)
+    centre = image.TransformContinuousIndexToPhysicalPoint((31.5, 31.5, 4.5))
+    origin = (image.GetOrigin()[0], image.GetOrigin()[1], centre[2] - 3 * 3.0)
+    out = sitk.Resample(
+        image,
+        (64, 64, 7),
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        origin,
+        (4.5, 4.5, 3.0),
+        image.GetDirection(),
+        0,
+        image.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(out)
 
 
 def _listing(root: Path) -> list[str]:
@@ -63,10 +88,28 @@ def test_init_builds_the_experiment_and_its_dataset(monkeypatch, tmp_path):
     for label in range(4):
         assert len({p.file for p in patches if p.stratum == label}) == 2
 
+    # mixed spacing: the 2 mm cases are resampled to nnU-Net's target spacing for training,
+    # their originals kept for the annotators
+    assert exp.target_spacing == (3.0, 4.5, 4.5)
+    assert exp.resampled == ["case_008", "case_009", "case_010", "case_011"]
+    for case in exp.resampled:
+        for sub, name in (("imagesTr", f"{case}_0000.nii.gz"), ("labelsTr", f"{case}.nii.gz")):
+            kept = tmp_path / "exp" / "original" / sub / name
+            assert kept.read_bytes() == (source / sub / name).read_bytes()
+        folder = "imagesTr" if case in exp.pool else "imagesTs"
+        scan = sitk.ReadImage(str(raw / folder / f"{case}_0000.nii.gz"))
+        assert scan.GetSize() == (64, 64, 7) and scan.GetSpacing() == (4.5, 4.5, 3.0)
+        original = sitk.ReadImage(str(source / "imagesTr" / f"{case}_0000.nii.gz"))
+        np.testing.assert_allclose(
+            scan.TransformContinuousIndexToPhysicalPoint((31.5, 31.5, 3.0)),
+            original.TransformContinuousIndexToPhysicalPoint((31.5, 31.5, 4.5)),
+            atol=1e-4,
+        )
+
     # partial labels: the ground truth inside the patches, ignore (4) everywhere else
     by_case = patches_by_case(patches)
     for case in exp.pool:
-        truth = _read(source / "labelsTr" / f"{case}.nii.gz")
+        truth = _training_truth(source, case, exp)
         expected = np.full(truth.shape, 4, dtype=np.int64)
         for p in by_case.get(case, []):
             z, y, x = p.coords
@@ -74,40 +117,51 @@ def test_init_builds_the_experiment_and_its_dataset(monkeypatch, tmp_path):
             expected[z : z + dz, y : y + dy, x : x + dx] = truth[z : z + dz, y : y + dy, x : x + dx]
         written = sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz"))
         assert np.array_equal(sitk.GetArrayFromImage(written), expected)
-        image = sitk.ReadImage(str(source / "labelsTr" / f"{case}.nii.gz"))
-        assert written.GetSpacing() == image.GetSpacing()
-        assert written.GetOrigin() == image.GetOrigin()
+        if case not in exp.resampled:
+            image = sitk.ReadImage(str(source / "labelsTr" / f"{case}.nii.gz"))
+            assert written.GetSpacing() == image.GetSpacing()
+            assert written.GetOrigin() == image.GetOrigin()
         assert np.array_equal(_read(tmp_path / "exp" / "ground_truth" / f"{case}.nii.gz"), truth)
 
-    # the pool's foreground voxel counts come from the ground truth
+    # the pool's foreground voxel counts come from the ground truth on the training grid
     cases_json = {c["case"]: c["voxels"] for c in json.loads((source / "cases.json").read_text())}
     for case in exp.pool:
         counts = exp.foreground_voxels[case]
-        assert counts == {
-            "1": cases_json[case]["liver"],
-            "2": cases_json[case]["spleen"],
-            "3": cases_json[case]["kidney"],
-        }
+        truth = _training_truth(source, case, exp)
+        if case not in exp.resampled:
+            assert [cases_json[case][k] for k in ("liver", "spleen", "kidney")] == [
+                int(np.count_nonzero(truth == c)) for c in (1, 2, 3)
+            ]
+        assert counts == {str(c): int(np.count_nonzero(truth == c)) for c in (1, 2, 3)}
 
 
 def test_auto_patch_size_and_budget_on_the_real_labels(monkeypatch, tmp_path):
     source = copy_ct_dataset(monkeypatch, tmp_path)
-    # 200 patches on a pool of 9 small scans: most of its foreground is annotated at once.
-    with pytest.warns(BudgetWarning) as warned:
+    # 200 patches on a pool of 9 small scans: most of its foreground is annotated at once;
+    # the automatic patch is deeper than the thinnest scans.
+    with pytest.warns(ClaspWarning) as warned:
         exp = init_experiment("Dataset900_clasp_ct", tmp_path / "exp", hard_classes=["kidney"])
-    messages = [str(w.message) for w in warned]
+    messages = [str(w.message) for w in warned if issubclass(w.category, BudgetWarning)]
     assert any(re.search(r"starting budget .* annotates \d+ % of the pool", m) for m in messages)
     assert any(
         re.search(r"one loop's budget .* covers up to \d+ % of the pool", m) for m in messages
     )
+    caught = [w for w in warned if issubclass(w.category, PatchSizeWarning)]
+    assert caught and all("axis Z" in str(w.message) for w in caught)
     boxes: dict[int, list] = {1: [], 2: [], 3: []}
     for label in sorted((source / "labelsTr").glob("*.nii.gz")):
         truth = _read(label)
+        # measured in mm, counted in voxels of the training spacing 3 x 4.5 x 4.5 mm
+        z_mm = sitk.ReadImage(str(label)).GetSpacing()[2]
         for c in boxes:
             if np.any(truth == c):
-                boxes[c].append(largest_component_box(truth == c))
+                dz, dy, dx = largest_component_box(truth == c)
+                boxes[c].append((dz * z_mm / 3.0, dy, dx))
     assert exp.patch_size == auto_patch_size(boxes)
     assert all(1 <= s <= 64 for s in exp.patch_size)
+    # The median liver box is taller than the resampled 7-slice cases: the warning says so.
+    assert exp.patch_size[0] > 7
+    assert "case_008" in str(caught[0].message) or "case_009" in str(caught[0].message)
     assert exp.budget == 50 + 50 + 100 and exp.hard_classes == [3]
     assert exp.start_budget == exp.budget
 

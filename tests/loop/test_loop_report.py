@@ -14,11 +14,11 @@ import pytest
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import write_json
-from clasp_rs.loop.metrics import aubc, fg_efficiency
 from clasp_rs.loop.report import build_report
 from clasp_rs.loop.setup import init_experiment
 from clasp_rs.loop.state import load_state
 from clasp_rs.loop.tasks import annotated_statistics, simulate_annotation
+from clasp_rs.metrics import aubc, fg_efficiency
 from clasp_rs.nnunet.paths import nnunet_paths
 from clasp_rs.patches import patches_by_case, read_loop_file, write_loop_file
 
@@ -112,14 +112,28 @@ def test_report_numbers_files_and_page(env, capsys):
     assert len(csv_rows) == 1 + 6 and csv_rows[0].startswith("experiment,strategy,loop")
 
     names = ["dice_vs_budget.png", "patches_exp_a.png", "patches_exp_b.png"]
+    names += ["query_exp_a.png", "query_exp_b.png"]  # the newest query as a viewer shows it
     for name in names:
         assert (out / name).read_bytes().startswith(PNG)
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 3
+    assert len(embedded) == len(names)
     assert all(base64.b64decode(e).startswith(PNG) for e in embedded)
     assert 'src="http' not in page and "<script" not in page  # self-contained
     assert "0.6000" in page and "clasp-pe" in page
+
+
+def test_report_never_overwrites_an_earlier_report_unless_asked(env, capsys):
+    a = _make(env, "exp_a", "random", [0.2, 0.4], seed=0)
+    out = env / "report"
+    assert main(["report", str(a.root), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["report", str(a.root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds summary.json" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(["report", str(a.root), "--out", str(out), "--overwrite"]) == 0
 
 
 def test_report_of_an_experiment_without_evaluated_loops_is_an_error(env):

@@ -588,6 +588,7 @@ def test_import_clasp_rs_does_not_import_torch():
     [
         ("import_torch", "torch", "clasp-rs[torch]"),
         ("import_nnunetv2", "nnunetv2", "clasp-rs[nnunet]"),
+        ("import_simpleitk", "SimpleITK", "clasp-rs[nnunet]"),
     ],
 )
 def test_missing_optional_dependency_names_the_extra(helper, module, extra):

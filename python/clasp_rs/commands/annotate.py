@@ -14,14 +14,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "annotate",
         help="apply a human's labels for the queried patches and continue the run",
         description=(
-            "Read <case><file_ending> from --labels for every case of the query the run waits "
-            "on. Inside the queried patches every voxel needs a class; outside them the file "
-            "must keep the label it was handed out with (or the ignore value). Checks all files "
-            "first, applies them, then continues the run with the experiment's settings."
+            "Read one label file per case of the query the run waits on from --labels: "
+            "<case>.nii.gz, .nii, .nrrd, .mha or a 3D Slicer <case>.seg.nrrd (segments named "
+            "after dataset.json's labels), or the crops <case>_pNN of clasp-rs export --crops. "
+            "Each file must lie on its case's scan (size, origin, spacing, direction). Inside "
+            "the queried patches every voxel needs a class; outside them the file must keep the "
+            "label it was handed out with (or the ignore value). Checks all files first, "
+            "applies them, then continues the run with the experiment's settings."
         ),
     )
     parser.add_argument("experiment", metavar="EXPERIMENT", help="folder made by clasp-rs init")
     parser.add_argument("--labels", required=True, metavar="DIR", help="the human's label files")
+    parser.add_argument(
+        "--crop-margin",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="the margin crops were exported with (default 10)",
+    )
     parser.add_argument(
         "--device",
         default="auto",
@@ -35,11 +45,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clasp_rs.export.crops import DEFAULT_MARGIN_MM
     from clasp_rs.loop.driver import run_experiment
     from clasp_rs.loop.human import annotate_experiment
     from clasp_rs.loop.settings import RunOptions
 
-    loop, cases = annotate_experiment(args.experiment, args.labels)
+    margin = DEFAULT_MARGIN_MM if args.crop_margin is None else args.crop_margin
+    loop, cases = annotate_experiment(args.experiment, args.labels, crop_margin_mm=margin)
     print(f"annotated the query of loop {loop} in {cases} case(s)")
     if args.no_continue:
         return 0

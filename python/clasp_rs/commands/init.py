@@ -8,6 +8,9 @@ from typing import Any
 
 from rich.console import Console
 
+from clasp_rs.exceptions import ClaspWarning
+from clasp_rs.patches import read_loop_file
+
 __all__ = ["add_parser", "run"]
 
 
@@ -18,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="create an active-learning experiment from an nnU-Net raw dataset",
         description=(
             "Split $nnUNet_raw/DatasetXXX_Name (dataset.json, imagesTr, labelsTr) into a pool "
-            "(75 %%) and a test set (25 %%) that both hold every class, create a new nnU-Net "
+            "(75 %) and a test set (25 %) that both hold every class, create a new nnU-Net "
             "dataset whose labels are 'ignore' outside annotated patches, and write the "
             "starting budget as EXPERIMENT/loop_000.json."
         ),
@@ -32,6 +35,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=["auto"],
         metavar="N",
         help="query patch size Z Y X, or 'auto' (median largest-component box; default)",
+    )
+    parser.add_argument(
+        "--patch-size-mm",
+        nargs=3,
+        type=float,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="query patch size in mm instead (rounded to voxels of the training spacing)",
     )
     parser.add_argument(
         "--budget",
@@ -82,28 +93,26 @@ def run(args: argparse.Namespace) -> int:
             budget = int(budget)
         except ValueError:
             raise ValueError(f"--budget takes 'auto' or an integer, got {args.budget!r}") from None
-    from clasp_rs.exceptions import BudgetWarning
-    from clasp_rs.patches import read_loop_file
-
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BudgetWarning)
+        warnings.simplefilter("always", ClaspWarning)
         exp = init_experiment(
             args.dataset,
             args.experiment,
             seed=args.seed,
             patch_size=patch_size,
+            patch_size_mm=args.patch_size_mm,
             budget=budget,
             start_budget=args.start_budget,
             hard_classes=args.hard_classes,
             dataset_id=args.dataset_id,
             name=args.name,
         )
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
     for warning in caught:
-        if issubclass(warning.category, BudgetWarning):
+        if issubclass(warning.category, ClaspWarning):
             console.print(f"clasp-rs: warning: {warning.message}")
         else:
-            warnings.warn_explicit(
+            warnings.showwarning(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     written = len(read_loop_file(exp.loop_file(0)))
@@ -112,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
         f"  nnU-Net dataset {exp.dataset_name} ({len(exp.pool)} pool cases; "
         f"{len(exp.test)} test cases in imagesTs/labelsTs)"
     )
+    if exp.target_spacing is not None:
+        console.print(
+            f"  cases differ in spacing: {len(exp.resampled)} resampled to nnU-Net's target "
+            f"spacing {[round(s, 4) for s in exp.target_spacing]} mm (Z Y X) for training; "
+            f"their originals are in {exp.original_folder()} for annotation"
+        )
     console.print(
         f"  patch size {list(exp.patch_size)} (Z Y X), {exp.budget} patches per loop, "
         f"{written} in loop_000.json"

@@ -23,6 +23,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="experiment folders")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the files of an earlier report in --out"
+    )
     return parser
 
 
@@ -33,7 +36,7 @@ def _f(value: float | None, digits: int = 4) -> str:
 def run(args: argparse.Namespace) -> int:
     from clasp_rs.loop.report import build_report
 
-    summaries = build_report(args.experiments, args.out)
+    summaries = build_report(args.experiments, args.out, overwrite=args.overwrite)
     table = Table(title="clasp-rs report")
     for column in (
         "experiment",

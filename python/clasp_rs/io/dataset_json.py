@@ -8,14 +8,14 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clasp_rs._messages import escaped
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.io.json_files import write_json
+from clasp_rs.io.json_files import parse_json_file, write_json
 
 __all__ = ["DatasetInfo", "load_dataset_json", "read_dataset_json", "write_dataset_json"]
 
@@ -28,12 +28,19 @@ def load_dataset_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         DatasetError: not JSON, or not a JSON object.
     """
     file = Path(path)
+    if file.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR,
+            "expected the dataset.json file, got a folder"
+            + (" (it holds a dataset.json)" if (file / "dataset.json").is_file() else ""),
+            str(file),
+        )
     if not file.is_file():
         raise FileNotFoundError(errno.ENOENT, "dataset.json not found", str(file))
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{file}: not valid JSON ({err})") from None
+        doc = parse_json_file(file)
+    except ValueError as err:
+        raise DatasetError(f"{escaped(str(file))}: {err}") from None
     if not isinstance(doc, dict):
         raise DatasetError(f"{file}: expected a JSON object")
     return doc

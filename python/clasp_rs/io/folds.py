@@ -11,6 +11,7 @@ Used by :mod:`clasp_rs.uncertainty`; torch is imported only for tensor sources.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidTypeError, NpyFormatError
 from clasp_rs.io.probabilities import PROBABILITIES_KEY, npy_file_header
 
 __all__ = ["FoldReader", "open_fold", "split_folds"]
@@ -114,7 +115,8 @@ class _NpyFileReader(FoldReader):
         self._offset = self._file.tell()
         if self.dtype.name not in _FLOAT_NAMES:
             raise InvalidProbabilitiesError(f"{self.label}: dtype {self.dtype}; {_EXPECTED_DTYPE}")
-        expected = self._offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        # Exact integers: a header may claim a shape whose size overflows int64.
+        expected = self._offset + math.prod(self.shape) * self.dtype.itemsize
         actual = os.fstat(self._file.fileno()).st_size
         if actual < expected:
             raise NpyFormatError(
@@ -152,23 +154,42 @@ def _open_npz(path: Path, label: str) -> _ArrayReader:
     if not zipfile.is_zipfile(path):
         # np.load would take a non-zip file for a pickle and refuse it with a confusing message.
         raise NpyFormatError(f"{label}: not a readable .npz archive (not a zip file)")
+    member = f"{PROBABILITIES_KEY}.npy"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if PROBABILITIES_KEY not in archive.files:
-                found = ", ".join(repr(k) for k in archive.files) or "no arrays"
+        with zipfile.ZipFile(path) as archive:
+            if member not in archive.namelist():
+                found = ", ".join(repr(n.removesuffix(".npy")) for n in archive.namelist())
                 raise InvalidProbabilitiesError(
-                    f"{label}: no array {PROBABILITIES_KEY!r} in the archive (found {found}); "
-                    f"expected an nnU-Net export (--save_probabilities) whose key "
-                    f"{PROBABILITIES_KEY!r} holds (C, Z, Y, X) probabilities"
+                    f"{label}: no array {PROBABILITIES_KEY!r} in the archive (found "
+                    f"{found or 'no arrays'}); expected an nnU-Net export (--save_probabilities) "
+                    f"whose key {PROBABILITIES_KEY!r} holds (C, Z, Y, X) probabilities"
                 )
-            array = archive[PROBABILITIES_KEY]
-    except InvalidProbabilitiesError:
-        raise
-    except (zipfile.BadZipFile, EOFError) as err:
-        raise NpyFormatError(f"{label}: not a readable .npz archive: {err}") from err
-    except ValueError as err:
-        raise NpyFormatError(f"{label}: unreadable array {PROBABILITIES_KEY!r}: {err}") from err
+            stored = archive.getinfo(member).file_size
+            with archive.open(member) as f:
+                array = _read_npz_member(f, stored, label)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as err:
+        raise NpyFormatError(f"{label}: not a readable .npz archive: {err}") from None
     return _ArrayReader(array, label)
+
+
+def _read_npz_member(f: Any, stored: int, label: str) -> np.ndarray:
+    # The member's header is checked against its stored size before anything is allocated:
+    # a header may claim any shape, and np.load would allocate it (or hand back raw bytes
+    # when the member is no .npy at all).
+    shape, fortran, dtype = npy_file_header(f, f"{label} {PROBABILITIES_KEY!r}")
+    if dtype.name not in _FLOAT_NAMES:
+        raise InvalidProbabilitiesError(f"{label}: dtype {dtype}; {_EXPECTED_DTYPE}")
+    count = math.prod(shape)
+    if count * dtype.itemsize != stored - f.tell():
+        raise NpyFormatError(
+            f"{label}: array {PROBABILITIES_KEY!r} of shape {shape} and dtype {dtype} needs "
+            f"{count * dtype.itemsize} bytes, the archive holds {stored - f.tell()}"
+        )
+    data = f.read()
+    if len(data) != count * dtype.itemsize:
+        raise NpyFormatError(f"{label}: array {PROBABILITIES_KEY!r} is cut short")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array
 
 
 def open_fold(source: Any, label: str) -> FoldReader:
@@ -203,7 +224,7 @@ def open_fold(source: Any, label: str) -> FoldReader:
         return _ArrayReader(source, label)
     if _is_tensor(source):
         return _TensorReader(source, label)
-    raise TypeError(
+    raise InvalidTypeError(
         f"{label}: expected a numpy array, a torch tensor or a path, got {type(source).__name__}"
     )
 
@@ -235,7 +256,7 @@ def split_folds(folds: Any, what: str) -> tuple[list[Any], bool]:
         if len(folds) == 0:
             raise InvalidProbabilitiesError(f"{what}: no folds given")
         return list(folds), False
-    raise TypeError(
+    raise InvalidTypeError(
         f"{what}: expected an array, a tensor, a path or a sequence of them, got "
         f"{type(folds).__name__}"
     )

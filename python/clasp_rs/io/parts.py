@@ -30,7 +30,9 @@ from typing import Any
 
 from clasp_rs._atomic import write_text_atomic
 from clasp_rs._engine import Taken, __version__, candidate_index
+from clasp_rs._messages import escaped
 from clasp_rs.exceptions import LoopFileError
+from clasp_rs.io.json_files import parse_json_file
 from clasp_rs.patches import Box
 from clasp_rs.strategies.types import CaseSelection, QueryRequest
 
@@ -146,9 +148,9 @@ def read_part(path: str | os.PathLike[str]) -> Part:
     if not file.is_file():
         raise FileNotFoundError(errno.ENOENT, "part file not found", str(file))
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LoopFileError(f"part file {file}: not valid JSON ({err})") from None
+        doc = parse_json_file(file)
+    except ValueError as err:
+        raise LoopFileError(f"part file {escaped(str(file))}: {err}") from None
     if not isinstance(doc, dict) or doc.get("clasp_rs_partial") != FORMAT:
         raise LoopFileError(
             f"{file} is not a clasp-rs part file (written by clasp-rs query --num-parts K "

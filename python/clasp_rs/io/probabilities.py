@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+import tokenize
+import warnings
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from clasp_rs.exceptions import InvalidProbabilitiesError, NpyFormatError
+from clasp_rs.exceptions import InvalidProbabilitiesError, InvalidTypeError, NpyFormatError
 
 __all__ = [
     "PROBABILITIES_KEY",
@@ -48,11 +50,28 @@ _ARRAY_MEMBER = f"{PROBABILITIES_KEY}.npy"
 
 
 def _read_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    """The header of the ``.npy`` at ``handle``.
+
+    Raises:
+        ValueError: not a readable header, with a one-line message (numpy's own parser also
+            raises SyntaxError, tokenize.TokenError, ... and messages of several lines).
+    """
+    try:
+        version = np.lib.format.read_magic(handle)
+        with warnings.catch_warnings():
+            # Headers written by Python 2 parse with a warning; they are read all the same.
+            warnings.simplefilter("ignore", UserWarning)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError) as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(text if len(text) <= 300 else text[:300] + "...") from None
+    if any(side < 0 for side in shape):
+        raise ValueError(f"negative size in the shape {tuple(shape)}")
     return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
 
 
@@ -120,7 +139,7 @@ def source_shape(source: Any) -> tuple[int, ...]:
         if not items:
             raise InvalidProbabilitiesError("an empty list of folds")
         return source_shape(items[0])
-    raise TypeError(
+    raise InvalidTypeError(
         f"expected probabilities as an array, tensor, path or list of folds, got "
         f"{type(source).__name__}"
     )
@@ -185,6 +204,14 @@ def discover_probabilities(
         NpyFormatError: an archive that cannot be read.
     """
     folder = Path(root)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "expected the probability export folder (<case>.npz files, or fold_K/ folders of "
+            "them), got a file"
+            + (" (pass the folder that holds it)" if folder.suffix.lower() == ".npz" else ""),
+            str(folder),
+        )
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, "probability folder not found", str(folder))
     fold_dirs = sorted(

@@ -30,8 +30,9 @@ Modules: :mod:`.experiment` (experiment.json and paths), :mod:`.state` (progress
 :mod:`.querying` (prediction + maps and the query steps, through :mod:`clasp_rs.query`),
 :mod:`.graph` (a loop as executor tasks), :mod:`.executors` (local, ray), :mod:`.driver`
 (run: the lock, the graph, the records), :mod:`.progress`, :mod:`.step_log`,
-:mod:`.cleanup`, :mod:`.annotation` and :mod:`.human` (a human's labels), :mod:`.metrics`,
-:mod:`.report`, :mod:`.plots`. Label files are read and written by
+:mod:`.cleanup`, :mod:`.annotation` and :mod:`.human` (a human's labels), :mod:`.report`,
+:mod:`.plots` (the metrics are :mod:`clasp_rs.metrics`), :mod:`.study`, :mod:`.study_run`,
+:mod:`.study_report` (campaigns of strategies × seeds). Label files are read and written by
 :mod:`clasp_rs.nnunet.labels`.
 Nothing here imports torch or nnunetv2 until a step needs them.
 """

@@ -8,7 +8,7 @@ half-way is simply run again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from clasp_rs.exceptions import DatasetError
 from clasp_rs.nnunet.labels import patch_mask
 from clasp_rs.patches import Patch
 
-__all__ = ["HumanLabels", "check_human_labels", "human_label_files"]
+__all__ = ["HumanLabels", "check_human_labels"]
 
 
 @dataclass(frozen=True)
@@ -86,22 +86,3 @@ def check_human_labels(
             f"annotated (outside them keep the file as handed out, or use ignore={ignore_label})"
         )
     return HumanLabels(case, path, human)
-
-
-def human_label_files(labels_dir: Path, cases: Iterable[str], file_ending: str) -> dict[str, Path]:
-    """``<labels_dir>/<case><file_ending>`` of each case.
-
-    Raises:
-        FileNotFoundError: the folder does not exist.
-        DatasetError: files missing (all named).
-    """
-    if not labels_dir.is_dir():
-        raise FileNotFoundError(2, "label folder not found", str(labels_dir))
-    files = {case: labels_dir / f"{case}{file_ending}" for case in cases}
-    missing = sorted(str(p.name) for p in files.values() if not p.is_file())
-    if missing:
-        raise DatasetError(
-            f"{labels_dir} lacks the label file(s) of queried case(s): {', '.join(missing)}; "
-            f"expected one <case>{file_ending} per case of the query"
-        )
-    return files

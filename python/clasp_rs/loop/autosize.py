@@ -11,7 +11,7 @@ Budget: 50 patches per foreground class and loop, 100 for a class marked hard.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -53,13 +53,15 @@ def _median_half_up(values: Iterable[float]) -> int:
 
 
 def auto_patch_size(
-    boxes: Mapping[int, Iterable[tuple[int, int, int]]],
+    boxes: Mapping[int, Iterable[Sequence[float]]],
 ) -> tuple[int, int, int]:
     """The query patch size from the largest-component boxes.
 
     Args:
         boxes: foreground class -> the ``(dz, dy, dx)`` of its largest connected component in
-            each case that contains it (see :func:`largest_component_box`).
+            each case that contains it (see :func:`largest_component_box`), in voxels of the
+            training grid (``clasp-rs init`` measures them in mm on each case's own grid and
+            divides by the training spacing, so cases of any spacing count alike).
 
     Returns:
         ``(dz, dy, dx)``: per axis, the median over classes of the per-class medians, rounded

@@ -24,7 +24,6 @@ time, host) and prints one progress line per step; nnU-Net's own output goes to
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from clasp_rs.loop.settings import RunOptions, RunOutcome, check_settings, resol
 from clasp_rs.loop.state import RunState, StepHooks, load_state, step_key
 from clasp_rs.loop.tasks import dice_summary
 from clasp_rs.nnunet.paths import nnunet_paths
-from clasp_rs.patches import patches_by_case, read_loop_file
 
 __all__ = ["RunOptions", "RunOutcome", "run_experiment"]
 
@@ -305,23 +303,16 @@ class _Loop:
         )
 
     def wait_for_human(self, loop: int) -> RunOutcome:
+        from clasp_rs.loop.handout import hand_out, waiting_message
+
         query = self.exp.loop_file(loop + 1)
         folder = self.exp.annotation_folder(loop + 1)
-        dataset = nnunet_paths().raw / self.exp.dataset_name
         if self.state.waiting is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            for case in patches_by_case(read_loop_file(query)):
-                name = self.exp.file_of(case)
-                shutil.copyfile(dataset / "labelsTr" / name, folder / name)
+            hand_out(self.exp, loop)
             self.state.waiting = {"loop": loop, "query": query.name, "folder": str(folder)}
             self.state.save()
-        message = (
-            f"waiting for annotation: label the patches listed in {query} in the label files "
-            f"of {folder} (each is the current training label, ignore={self.exp.ignore_label} "
-            f"outside annotated patches; images in {dataset / 'imagesTr'}), then run\n"
-            f"    clasp-rs annotate {self.exp.root} --labels {folder}"
-        )
-        return RunOutcome("waiting", loop, message)
+        # The caller prints the outcome's message (once).
+        return RunOutcome("waiting", loop, waiting_message(self.exp, loop, folder))
 
     def stop_for_shards(self, loop: int) -> RunOutcome:
         root = self.exp.root

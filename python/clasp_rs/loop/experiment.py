@@ -10,7 +10,12 @@ paths of everything a run writes.
      "channels": {"0": "CT"}, "file_ending": ".nii.gz",
      "split": {"pool": [...], "test": [...]},
      "patch_size": [dz, dy, dx], "budget": 150, "start_budget": 150, "hard_classes": [],
-     "foreground_voxels": {"case": {"1": n, ...}, ...}}     # ground-truth counts of the pool
+     "foreground_voxels": {"case": {"1": n, ...}, ...},     # ground-truth counts of the pool
+     "resampling": {"spacing": [z, y, x], "cases": [...]}}  # only when spacings differed
+
+With ``resampling``, the listed cases were resampled to that spacing for training (nnU-Net's
+3d_fullres target spacing); their original scans and labels are kept in
+``original/imagesTr`` and ``original/labelsTr``, where annotators see them.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Experiment:
     start_budget: int
     hard_classes: list[int] = field(default_factory=list)
     foreground_voxels: dict[str, dict[str, int]] = field(default_factory=dict)
+    target_spacing: tuple[float, float, float] | None = None
+    resampled: list[str] = field(default_factory=list)
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -83,6 +90,11 @@ class Experiment:
     def ground_truth(self, case: str) -> Path:
         """Full ground-truth label file of a pool case."""
         return self.root / "ground_truth" / self.file_of(case)
+
+    def original_folder(self) -> Path:
+        """``original/``: the scans (``imagesTr``) and labels (``labelsTr``) of the cases that
+        were resampled for training, as they came."""
+        return self.root / "original"
 
     def annotation_folder(self, loop: int) -> Path:
         """Where a human finds the label files to complete for ``loop_NNN.json``."""
@@ -118,6 +130,16 @@ class Experiment:
             "start_budget": self.start_budget,
             "hard_classes": self.hard_classes,
             "foreground_voxels": self.foreground_voxels,
+            **(
+                {
+                    "resampling": {
+                        "spacing": list(self.target_spacing),
+                        "cases": list(self.resampled),
+                    }
+                }
+                if self.target_spacing is not None
+                else {}
+            ),
         }
 
 
@@ -161,6 +183,12 @@ def load_experiment(root: str | os.PathLike[str]) -> Experiment:
                 str(case): {str(k): int(v) for k, v in counts.items()}
                 for case, counts in doc.get("foreground_voxels", {}).items()
             },
+            target_spacing=(
+                tuple(float(v) for v in doc["resampling"]["spacing"])  # type: ignore[arg-type]
+                if "resampling" in doc
+                else None
+            ),
+            resampled=[str(c) for c in doc.get("resampling", {}).get("cases", [])],
         )
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, DatasetError):

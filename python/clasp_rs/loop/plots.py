@@ -13,18 +13,15 @@ import numpy as np
 from clasp_rs._atomic import atomic_path
 from clasp_rs.loop.experiment import Experiment
 from clasp_rs.patches import Patch, patches_by_case
+from clasp_rs.strata import stratum_label
 
-__all__ = ["plot_dice_vs_budget", "plot_patches", "stratum_colour"]
+__all__ = ["legend_label", "plot_dice_vs_budget", "plot_patches", "stratum_colour"]
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError(
-            "clasp-rs report draws its figures with matplotlib, which is not installed: "
-            "install clasp-rs[nnunet] (nnunetv2 brings matplotlib) or pip install matplotlib"
-        ) from err
+    from clasp_rs._optional import import_report_dependency
+
+    matplotlib = import_report_dependency("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -54,6 +51,12 @@ def stratum_colour(stratum: int | None) -> str:
     return palette[(stratum - 1) % len(palette)]
 
 
+def legend_label(stratum: int | None, names: Mapping[int, str]) -> str:
+    """A stratum as the figures' legends name it (as the summary tables do), ``random`` for
+    patches without one."""
+    return "random" if stratum is None else stratum_label(stratum, names)
+
+
 def _save(fig: Any, path: Path) -> Path:
     with atomic_path(path, overwrite=True, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -63,7 +66,7 @@ def _save(fig: Any, path: Path) -> Path:
 def plot_dice_vs_budget(summaries: Sequence[Any], path: str | os.PathLike[str]) -> Path:
     """Mean Dice vs annotated voxels (left) and vs annotated foreground share with the FG-Eff
     fits (right), one line per experiment, labelled by strategy."""
-    from clasp_rs.loop.metrics import saturating_exponential
+    from clasp_rs.metrics import saturating_exponential
 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -182,15 +185,8 @@ def plot_patches(
         ax.set_xticks([])
         ax.set_yticks([])
 
-    def label(s: int | None) -> str:
-        if s is None:
-            return "random"
-        if s == -1:
-            return "-1 (entropy)"
-        return f"{s} ({names.get(s, '?')})"
-
     handles = [
-        Line2D([], [], color=stratum_colour(s), lw=2, label=label(s))
+        Line2D([], [], color=stratum_colour(s), lw=2, label=legend_label(s, names))
         for s in sorted(used, key=lambda s: (s is None, s == -1, s or 0))
     ]
     handles.append(Line2D([], [], color="grey", lw=1.4, ls="--", label="starting budget"))

@@ -2,7 +2,7 @@
 
 Per experiment it reads ``experiment.json``, ``state.json`` (the strategy) and each finished
 loop's ``evaluation.json`` and ``annotated.json``, and computes Final Dice, AUBC and FG-Eff
-(:mod:`clasp_rs.loop.metrics`). Output folder::
+(:mod:`clasp_rs.metrics`). Output folder::
 
     summary.json        every number below, per experiment and loop
     summary.csv         one row per experiment and loop
@@ -10,6 +10,8 @@ loop's ``evaluation.json`` and ``annotated.json``, and computes Final Dice, AUBC
                         of foreground (with the FG-Eff fits), one line per experiment
     patches_<name>.png  queried patches on axial slices of their scans, coloured by stratum
     report.html         all of it on one self-contained page (images embedded)
+
+An earlier report's files are never replaced unless asked (``--overwrite``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
-from clasp_rs.loop.metrics import ExponentialFit, aubc, fg_efficiency
+from clasp_rs.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 
-__all__ = ["ExperimentSummary", "LoopRecord", "build_report", "summarise_experiment"]
+__all__ = [
+    "REPORT_FILES",
+    "ExperimentSummary",
+    "LoopRecord",
+    "build_report",
+    "summarise_experiment",
+]
+
+REPORT_FILES = ("summary.json", "summary.csv", "dice_vs_budget.png", "report.html")
+"""The files of every report (and one ``patches_<experiment>.png`` per experiment)."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +88,7 @@ class ExperimentSummary:
             "final_dice": self.final_dice,
             "aubc": self.aubc,
             "fg_eff": None if self.fit is None else self.fit.rate,
-            "fg_fit": None
-            if self.fit is None
-            else {"plateau": self.fit.plateau, "rate": self.fit.rate, "rmse": self.fit.rmse},
+            "fg_fit": None if self.fit is None else self.fit.to_json(),
             "patch_size": list(self.experiment.patch_size),
             "budget": self.experiment.budget,
             "loops": [
@@ -157,6 +166,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fg_cell(fit: ExponentialFit | None) -> str:
+    """FG-Eff with its standard error; a flagged fit is marked, its reasons in the tooltip."""
+    if fit is None:
+        return "<td>–</td>"
+    se = "" if fit.rate_se is None else f" ± {fit.rate_se:.2f}"
+    if not fit.flags:
+        return f"<td>{fit.rate:.2f}{se}</td>"
+    reasons = html.escape("; ".join(fit.flags))
+    return f'<td title="{reasons}" style="color:#a05a00">{fit.rate:.2f}{se} ⚠ flagged</td>'
+
+
 def _embed(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
@@ -167,7 +187,7 @@ def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
         "<tr>"
         f"<td>{html.escape(s.name)}</td><td>{html.escape(s.strategy)}</td>"
         f"<td>{len(s.loops)}</td><td>{_fmt(s.final_dice)}</td><td>{_fmt(s.aubc)}</td>"
-        f"<td>{_fmt(None if s.fit is None else s.fit.rate, 2)}</td>"
+        f"{_fg_cell(s.fit)}"
         f"<td>{_fmt(None if s.fit is None else s.fit.plateau)}</td>"
         f"<td>{s.loops[-1].voxels}</td><td>{s.loops[-1].patches}</td>"
         "</tr>"
@@ -202,7 +222,8 @@ img {{ max-width: 100%; }} figure {{ margin: 0 0 2em 0; }}
 AUBC: trapezoid area under mean Dice over loops, loops spaced evenly on [0, 1].
 FG-Eff: rate <i>b</i> of the least-squares fit
 Dice &asymp; <i>a</i>(1 &minus; e<sup>&minus;<i>b f</i></sup>),
-<i>f</i> = annotated share of the pool's foreground voxels (<i>a</i>: plateau).</p>
+<i>f</i> = annotated share of the pool's foreground voxels (<i>a</i>: plateau), ± its
+standard error; &#9888; flagged: a fit whose rate cannot be trusted (hover for why).</p>
 <table><tr><th>experiment</th><th>strategy</th><th>loops</th><th>Final Dice</th><th>AUBC</th>
 <th>FG-Eff</th><th>plateau a</th><th>annotated voxels</th><th>patches</th></tr>{rows}</table>
 <h2>Per loop</h2>
@@ -215,22 +236,45 @@ Dice &asymp; <i>a</i>(1 &minus; e<sup>&minus;<i>b f</i></sup>),
 
 
 def build_report(
-    experiments: list[str | os.PathLike[str]], out: str | os.PathLike[str]
+    experiments: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
 ) -> list[ExperimentSummary]:
-    """Write the report of ``experiments`` into the folder ``out`` (created if needed;
-    files of an earlier report there are replaced).
+    """Write the report of ``experiments`` into the folder ``out`` (created if needed).
+
+    Args:
+        experiments: experiment folders.
+        out: the report folder.
+        overwrite: replace the files of an earlier report there; without it a report file
+            that exists already is an error (nothing is written).
 
     Raises:
         DatasetError: an experiment without evaluated loops, or two experiments with the
             same folder name.
+        FileExistsError: a report file exists in ``out`` and ``overwrite`` is False.
     """
     from clasp_rs.loop.plots import plot_dice_vs_budget, plot_patches
+    from clasp_rs.loop.preview import query_preview
 
     summaries = [summarise_experiment(e) for e in experiments]
     names = [s.name for s in summaries]
     if len(set(names)) != len(names):
         raise DatasetError(f"experiments need distinct folder names, got {names}")
     folder = Path(out)
+    files = [
+        *REPORT_FILES,
+        *(f"patches_{n}.png" for n in names),
+        *(f"query_{n}.png" for n in names),
+    ]
+    existing = [n for n in files if (folder / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            17,
+            f"the report folder already holds {', '.join(existing)} (pass --overwrite to "
+            "replace them)",
+            str(folder),
+        )
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "summary.json", {"experiments": [s.to_json() for s in summaries]})
     with (
@@ -278,6 +322,9 @@ def build_report(
                 title=f"{s.name} ({s.strategy})",
             )
         )
+    for s in summaries:
+        # query_<name>.png: the newest query as an annotator sees it in a viewer
+        images.extend(query_preview(s.experiment, folder))
     write_text_atomic(folder / "report.html", _html(summaries, images), overwrite=True)
     return summaries
 

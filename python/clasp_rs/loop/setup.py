@@ -21,10 +21,17 @@ from clasp_rs.io.dataset_json import write_dataset_json
 from clasp_rs.io.json_files import write_json
 from clasp_rs.loop.autosize import auto_budget, auto_patch_size, largest_component_box
 from clasp_rs.loop.experiment import EXPERIMENT_FILE, Experiment
-from clasp_rs.loop.source import check_source, link_or_copy, resolve_source
+from clasp_rs.loop.grids import (
+    DatasetGrids,
+    check_grids,
+    patch_size_from_mm,
+    training_label,
+    warn_clipped_axes,
+    write_training_image,
+)
+from clasp_rs.loop.source import SourceDataset, check_source, link_or_copy, resolve_source
 from clasp_rs.loop.split import split_cases
 from clasp_rs.nnunet.labels import (
-    image_shape,
     label_dtype,
     partial_labels,
     patch_mask,
@@ -141,12 +148,30 @@ def _warn_about_budget(
         )
 
 
+def _label_file(
+    source: SourceDataset,
+    case: str,
+    labels: np.ndarray,
+    reference: Any,
+    grids: DatasetGrids,
+    folder: Path,
+    tmp_root: Path,
+) -> None:
+    """A full label file into ``folder``: a link to the source, or the resampled labels."""
+    target = folder / f"{case}{source.file_ending}"
+    if case in grids.resampled:
+        write_label_like(labels, reference, target, tmp_root / ".scratch")
+    else:
+        link_or_copy(source.label_file(case), target)
+
+
 def init_experiment(
     dataset: str,
     experiment: str | os.PathLike[str],
     *,
     seed: int = 0,
     patch_size: str | Sequence[int] = "auto",
+    patch_size_mm: Sequence[float] | None = None,
     budget: int | str = "auto",
     start_budget: int | None = None,
     hard_classes: Iterable[int | str] = (),
@@ -159,7 +184,9 @@ def init_experiment(
         dataset: id (``900``), name (``Dataset900_X``) in ``$nnUNet_raw``, or a folder path.
         experiment: the experiment folder to create (must not exist, or be empty).
         seed: seed of the split and every query.
-        patch_size: ``"auto"`` or ``(dz, dy, dx)``.
+        patch_size: ``"auto"`` (computed in mm, see :mod:`clasp_rs.loop.autosize`) or
+            ``(dz, dy, dx)`` voxels of the training grid.
+        patch_size_mm: ``(z, y, x)`` in mm instead (rounded to training voxels).
         budget: patches per loop, or ``"auto"`` (50 per class, 100 per hard class).
         start_budget: patches of ``loop_000.json`` (default: ``budget``).
         hard_classes: foreground labels (values or names) that get 100 patches under
@@ -184,6 +211,15 @@ def init_experiment(
         raise DatasetError(f"experiment folder {root} already exists and is not empty")
     source = check_source(resolve_source(dataset, paths))
     size = _as_patch_size(patch_size)
+    if patch_size_mm is not None and size is not None:
+        raise DatasetError("--patch-size and --patch-size-mm exclude each other: give one")
+    grids = check_grids(
+        source.cases,
+        {c: source.image_files(c) for c in source.cases},
+        {c: source.label_file(c) for c in source.cases},
+    )
+    if patch_size_mm is not None:
+        size = patch_size_from_mm(patch_size_mm, grids.spacing(source.cases[0]))
     if seed < 0:
         raise DatasetError(f"--seed must be >= 0, got {seed}")
 
@@ -211,9 +247,10 @@ def init_experiment(
     hard = _hard_classes(hard_classes, source.labels)
     present: dict[str, set[int]] = {}
     counts: dict[str, dict[str, int]] = {}
-    boxes: dict[int, list[tuple[int, int, int]]] = {c: [] for c in foreground}
+    boxes: dict[int, list[tuple[float, ...]]] = {c: [] for c in foreground}
+    training_labels: dict[str, tuple[np.ndarray, Any]] = {}
     for case in source.cases:
-        labels, _ = read_label(source.label_file(case))
+        labels, image = read_label(source.label_file(case))
         found = {int(v) for v in np.unique(labels)}
         unknown = sorted(found - values)
         if unknown:
@@ -221,19 +258,18 @@ def init_experiment(
                 f"{source.label_file(case)} holds label value(s) {unknown} that dataset.json "
                 f"does not list (it lists {sorted(values)})"
             )
-        shape = image_shape(source.image_files(case)[0])
-        if tuple(labels.shape) != shape:
-            raise DatasetError(
-                f"case {case!r}: label shape {labels.shape} differs from image shape "
-                f"{shape} (Z, Y, X)"
-            )
-        present[case] = found & set(foreground)
-        counts[case] = {str(c): int(np.count_nonzero(labels == c)) for c in foreground}
         if size is None:
-            for c in sorted(present[case]):
+            # Boxes measured in mm on the original grid, then counted in training voxels.
+            scale = np.asarray(grids.original[case].spacing[::-1]) / np.asarray(grids.spacing(case))
+            for c in sorted(found & set(foreground)):
                 box = largest_component_box(labels == c)
                 if box is not None:
-                    boxes[c].append(box)
+                    boxes[c].append(tuple(float(v) for v in np.asarray(box) * scale))
+        if case in grids.resampled:
+            labels, image = training_label(image, grids, case)
+        training_labels[case] = (labels, image)
+        present[case] = {int(v) for v in np.unique(labels)} & set(foreground)
+        counts[case] = {str(c): int(np.count_nonzero(labels == c)) for c in foreground}
     absent = [c for c in foreground if not any(c in p for p in present.values())]
     if absent:
         names = {v: k for k, v in source.labels.items()}
@@ -263,7 +299,8 @@ def init_experiment(
     from clasp_rs.loop.starting_budget import starting_budget
 
     ending = source.file_ending
-    ground_truth = {case: read_label(source.label_file(case)) for case in pool}
+    ground_truth = {case: training_labels[case] for case in pool}
+    warn_clipped_axes(size, {case: gt.shape for case, (gt, _) in ground_truth.items()})
     start_patches = starting_budget(
         {case: gt for case, (gt, _) in ground_truth.items()},
         start,
@@ -296,6 +333,8 @@ def init_experiment(
         start_budget=start,
         hard_classes=hard,
         foreground_voxels={case: counts[case] for case in pool},
+        target_spacing=grids.target,
+        resampled=list(grids.resampled),
     )
     tmp_root = root.parent / f".{root.name}.init-{os.getpid()}"
     tmp_data = paths.raw / f".{new_name}.init-{os.getpid()}"
@@ -305,15 +344,26 @@ def init_experiment(
             tmp_root / "ground_truth",
             tmp_root / "loops",
             tmp_root / ".scratch",
+            *(
+                (tmp_root / "original" / "imagesTr", tmp_root / "original" / "labelsTr")
+                if grids.resampled
+                else ()
+            ),
         ):
             folder.mkdir(parents=True)
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (tmp_data / sub).mkdir(parents=True)
+        for case in grids.resampled:
+            for image in source.image_files(case):
+                link_or_copy(image, tmp_root / "original" / "imagesTr" / image.name)
+            link_or_copy(
+                source.label_file(case), tmp_root / "original" / "labelsTr" / f"{case}{ending}"
+            )
         for case in pool:
             for image in source.image_files(case):
-                link_or_copy(image, tmp_data / "imagesTr" / image.name)
-            link_or_copy(source.label_file(case), tmp_root / "ground_truth" / f"{case}{ending}")
+                write_training_image(image, tmp_data / "imagesTr" / image.name, grids, case)
             gt, reference = ground_truth[case]
+            _label_file(source, case, gt, reference, grids, tmp_root / "ground_truth", tmp_root)
             mine = [p for p in start_patches if p.file == f"{case}{ending}"]
             write_label_like(
                 partial_labels(gt, mine, ignore, dtype),
@@ -323,8 +373,9 @@ def init_experiment(
             )
         for case in test:
             for image in source.image_files(case):
-                link_or_copy(image, tmp_data / "imagesTs" / image.name)
-            link_or_copy(source.label_file(case), tmp_data / "labelsTs" / f"{case}{ending}")
+                write_training_image(image, tmp_data / "imagesTs" / image.name, grids, case)
+            gt, reference = training_labels[case]
+            _label_file(source, case, gt, reference, grids, tmp_data / "labelsTs", tmp_root)
         dataset_json = {
             "name": suffix,
             "description": f"clasp-rs active learning on {source.folder.name}: labels are "

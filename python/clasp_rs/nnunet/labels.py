@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from clasp_rs._atomic import atomic_path
+from clasp_rs._optional import import_simpleitk
 from clasp_rs.exceptions import DatasetError
+from clasp_rs.geometry import read_geometry
 from clasp_rs.masks import partial_labels as _partial_labels
 from clasp_rs.masks import patches_mask, patches_of_case
 from clasp_rs.patches import Patch
@@ -26,6 +28,7 @@ from clasp_rs.patches import Patch
 __all__ = [
     "SUPPORTED_ENDINGS",
     "apply_patches",
+    "check_patch_inside",
     "foreground_counts",
     "image_shape",
     "label_dtype",
@@ -33,22 +36,12 @@ __all__ = [
     "patch_mask",
     "read_image",
     "read_label",
+    "write_image",
     "write_label_like",
 ]
 
 SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
 """File endings the loop reads and writes (SimpleITK formats nnU-Net also reads)."""
-
-
-def _sitk() -> Any:
-    try:
-        import SimpleITK as sitk
-    except ImportError as err:  # an nnunetv2 dependency
-        raise ImportError(
-            "the active-learning loop reads label files with SimpleITK, which is not "
-            "installed: install clasp-rs[nnunet] (pip install 'clasp-rs[nnunet]')"
-        ) from err
-    return sitk
 
 
 def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
@@ -65,7 +58,7 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(2, "label file not found", str(file))
-    sitk = _sitk()
+    sitk = import_simpleitk()
     image = sitk.ReadImage(str(file))
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
         raise DatasetError(
@@ -83,25 +76,44 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """The voxels of an image file as float32 ``(Z, Y, X)`` (first channel file only)."""
-    sitk = _sitk()
+    sitk = import_simpleitk()
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
 
 
 def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """``(Z, Y, X)`` of an image file, from its header only."""
-    sitk = _sitk()
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    size = reader.GetSize()
-    if len(size) != 3:
-        raise DatasetError(f"{path}: expected a 3-D image, got size {size}")
-    return int(size[2]), int(size[1]), int(size[0])
+    return read_geometry(path).shape
 
 
 def label_dtype(max_value: int) -> type[np.integer]:
     """The smallest unsigned integer type that holds ``0 .. max_value``."""
     return np.uint8 if max_value < 256 else np.uint16
+
+
+def write_image(
+    image: Any,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    scratch: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write the SimpleITK image ``image`` atomically (compressed where the format allows).
+
+    Args:
+        image: any SimpleITK image (label map, scan, crop).
+        path: destination; its ending picks the format.
+        overwrite: replace an existing file (True) or raise FileExistsError.
+        scratch: an existing folder on the same filesystem for the temporary file; default
+            the destination's folder.
+
+    Returns:
+        ``path``.
+    """
+    dest = Path(path)
+    ending = next((e for e in SUPPORTED_ENDINGS if dest.name.endswith(e)), dest.suffix)
+    with atomic_path(dest, overwrite=overwrite, scratch=scratch, suffix=ending) as tmp:
+        import_simpleitk().WriteImage(image, str(tmp), True)
+    return dest
 
 
 def write_label_like(
@@ -122,17 +134,14 @@ def write_label_like(
     Returns:
         ``path``; an existing file there is replaced atomically.
     """
-    sitk = _sitk()
-    dest = Path(path)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image = import_simpleitk().GetImageFromArray(np.ascontiguousarray(array))
     image.CopyInformation(reference)
-    ending = next((e for e in SUPPORTED_ENDINGS if dest.name.endswith(e)), dest.suffix)
-    with atomic_path(dest, overwrite=True, scratch=scratch, suffix=ending) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
-    return dest
+    return write_image(image, path, overwrite=True, scratch=scratch)
 
 
-def _check_inside(patch: Patch, shape: Sequence[int], case: str) -> None:
+def check_patch_inside(patch: Patch, shape: Sequence[int], case: str = "") -> None:
+    """Raise DatasetError (naming ``case``) when ``patch`` reaches outside a volume of
+    ``shape`` ``(Z, Y, X)``."""
     end = patch.end
     if any(e > s for e, s in zip(end, shape, strict=True)):
         raise DatasetError(
@@ -150,7 +159,7 @@ def patch_mask(shape: Sequence[int], patches: Iterable[Patch], case: str = "") -
     """
     kept = patches_of_case(patches, case or None)
     for p in kept:
-        _check_inside(p, shape, case)
+        check_patch_inside(p, shape, case)
     return patches_mask(shape, kept)
 
 
@@ -164,7 +173,7 @@ def partial_labels(
     """
     patches = list(patches)
     for p in patches:
-        _check_inside(p, ground_truth.shape, p.case)
+        check_patch_inside(p, ground_truth.shape, p.case)
     return _partial_labels(np.asarray(ground_truth).astype(dtype), patches, ignore_label)  # type: ignore[no-any-return]
 
 

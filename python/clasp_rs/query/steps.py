@@ -88,9 +88,14 @@ def check_out(path: str | os.PathLike[str]) -> Path:
 
     Raises:
         FileExistsError: it exists (outputs are never overwritten).
+        IsADirectoryError: it is a folder.
         FileNotFoundError: its folder does not exist.
     """
     out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(
+            21, "output is a folder; expected the name of a new file in it", str(out)
+        )
     if os.path.lexists(out):
         raise FileExistsError(17, "output file already exists; it is never overwritten", str(out))
     if not out.parent.is_dir():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clasp_rs.exceptions import InvalidArgumentError
 from clasp_rs.strategies.base import QueryStrategy, Strategy
 from clasp_rs.strategies.baselines import BALD, PE, PowerBALD, PowerPE, Random, SoftrankBALD
 from clasp_rs.strategies.budget import beta_schedule
@@ -88,8 +89,10 @@ def get_strategy(name: str, **kwargs: Any) -> Strategy | RandomFG:
     """
     cls = STRATEGIES.get(name)
     if cls is None:
-        raise ValueError(f"unknown strategy {name!r}; expected one of: {', '.join(STRATEGIES)}")
+        raise InvalidArgumentError(
+            f"unknown strategy {name!r}; expected one of: {', '.join(STRATEGIES)}"
+        )
     try:
         return cls(**kwargs)
     except TypeError as err:
-        raise ValueError(f"strategy {name!r}: {err}") from None
+        raise InvalidArgumentError(f"strategy {name!r}: {err}") from None

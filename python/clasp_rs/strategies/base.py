@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from clasp_rs._engine import Taken
 from clasp_rs.annotated import match_annotated
 from clasp_rs.arrays import probabilities_for_maps
-from clasp_rs.exceptions import ClaspError, ShortQueryWarning
+from clasp_rs.exceptions import ClaspError, InvalidArgumentError, ShortQueryWarning
 from clasp_rs.patches import Patch
 from clasp_rs.selection import as_seed
 from clasp_rs.strategies.fill import FillProvider, NoiseOf
@@ -246,7 +246,7 @@ class Strategy(SeededStrategy, ABC):
         from clasp_rs.strategies.scores import compute_score_sets
 
         if not isinstance(volumes, Mapping):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"volumes must be a dict case name -> probabilities, got {type(volumes).__name__}"
             )
         request = QueryRequest.build(

@@ -10,17 +10,43 @@ from __future__ import annotations
 import math
 import numbers
 from fractions import Fraction
+from typing import Any
 
+from clasp_rs._messages import shown
+from clasp_rs.exceptions import InvalidArgumentError
 from clasp_rs.strategies.streams import CODE_REMAINDER, order_by_draws
 
-__all__ = ["as_fraction", "beta_schedule", "floor_share", "split_quotas", "volume_caps"]
+__all__ = [
+    "as_fraction",
+    "beta_schedule",
+    "finite_positive",
+    "floor_share",
+    "split_quotas",
+    "volume_caps",
+]
 
 
 def as_fraction(value: float, what: str) -> Fraction:
     """``value`` in [0, 1] as the exact decimal it is written as."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{what} must be a number in [0, 1], got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a number in [0, 1], got {shown(value)}")
     return Fraction(repr(float(value)))
+
+
+def finite_positive(value: Any, what: str) -> float:
+    """``value`` as a float, checked to be a finite number > 0 (an exponent beta).
+
+    Raises:
+        InvalidArgumentError: not a number, not finite (or beyond float64), or <= 0.
+    """
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float64's range
+            number = math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    raise InvalidArgumentError(f"{what} must be a finite number > 0, got {shown(value)}")
 
 
 def floor_share(share: Fraction, n: int) -> int:
@@ -36,15 +62,21 @@ def beta_schedule(loop: int, n_loops: int, beta0: float = 1.0, beta_max: float =
     and ``n_loops = 5`` the queries use 1, 3.162, 10, 31.62, then 100.
 
     Raises:
-        ValueError: ``loop < 0``, ``n_loops < 1`` or a beta that is not finite and > 0.
+        InvalidArgumentError: ``loop`` outside [0, 2**63), ``n_loops`` outside [1, 2**63) or
+            a beta that is not finite and > 0.
     """
-    if isinstance(loop, bool) or not isinstance(loop, numbers.Integral) or loop < 0:
-        raise ValueError(f"loop must be an integer >= 0, got {loop!r}")
-    if isinstance(n_loops, bool) or not isinstance(n_loops, numbers.Integral) or n_loops < 1:
-        raise ValueError(f"n_loops must be an integer >= 1, got {n_loops!r}")
-    for name, beta in (("beta0", beta0), ("beta_max", beta_max)):
-        if not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {beta!r}")
+    # The engine keys its noise by a 64-bit loop index.
+    for name, value, low in (("loop", loop, 0), ("n_loops", n_loops, 1)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not low <= value < 2**63
+        ):
+            raise InvalidArgumentError(
+                f"{name} must be an integer in [{low}, 2**63), got {shown(value)}"
+            )
+    beta0 = finite_positive(beta0, "beta0")
+    beta_max = finite_positive(beta_max, "beta_max")
     if loop <= n_loops - 2:
         return float(beta0 * (beta_max / beta0) ** (loop / (n_loops - 1)))
     return float(beta_max)

@@ -11,8 +11,6 @@ engine call), avoiding everything annotated or kept. ClaP PE (``clap-pe``) keeps
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,7 +20,13 @@ from clasp_rs._engine import MapJob, Noise, ScoreSource, Taken, VolumeJob, merge
 from clasp_rs.exceptions import InvalidScoresError
 from clasp_rs.patches import Box
 from clasp_rs.strategies.base import Strategy, log_score, to_patch
-from clasp_rs.strategies.budget import as_fraction, beta_schedule, split_quotas, volume_caps
+from clasp_rs.strategies.budget import (
+    as_fraction,
+    beta_schedule,
+    finite_positive,
+    split_quotas,
+    volume_caps,
+)
 from clasp_rs.strategies.fill import EngineFill, FillProvider, NoiseOf
 from clasp_rs.strategies.streams import CODE_STRATA_ORDER, order_by_draws, stream
 from clasp_rs.strategies.types import CaseSelection, QueryRequest, QueryResult, ScoreSet
@@ -62,8 +66,8 @@ class ClaspPE(Strategy):
         shuffle_strata: bool = True,
     ) -> None:
         super().__init__(seed=seed, n_loops=n_loops)
-        self.alpha = float(alpha)
         self._alpha = as_fraction(alpha, "alpha")
+        self.alpha = float(alpha)
         # Validates beta0 and beta_max.
         beta_schedule(0, self.n_loops, beta0, beta_max)
         self.beta0 = float(beta0)
@@ -316,12 +320,7 @@ class ClapPE(ClaspPE):
         shuffle_strata: bool = True,
         beta: float = 1.0,
     ) -> None:
-        if (
-            isinstance(beta, bool)
-            or not isinstance(beta, numbers.Real)
-            or not (math.isfinite(beta) and beta > 0)
-        ):
-            raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+        finite_positive(beta, "beta")
         super().__init__(
             alpha=alpha,
             beta0=beta,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from clasp_rs.annotated import match_annotated
-from clasp_rs.exceptions import InvalidScoresError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidScoresError
 from clasp_rs.patches import Box, Patch
 from clasp_rs.strategies.base import SeededStrategy
 from clasp_rs.strategies.baselines import Random
@@ -53,7 +53,9 @@ def load_labels(labels: Mapping[str, LabelSource]) -> dict[str, np.ndarray]:
         InvalidScoresError: an array that is not integer and 3-D.
     """
     if not isinstance(labels, Mapping) or not labels:
-        raise ValueError("labels must be a non-empty dict case name -> (Z, Y, X) label array")
+        raise InvalidArgumentError(
+            "labels must be a non-empty dict case name -> (Z, Y, X) label array"
+        )
     out = {}
     for case in sorted(labels):
         value = labels[case]
@@ -296,7 +298,7 @@ class RandomFG(SeededStrategy):
         if volumes is not None and set(volumes) != set(arrays):
             missing = sorted(set(volumes) - set(arrays))
             extra = sorted(set(arrays) - set(volumes))
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"labels and volumes must name the same cases; labels lack {missing}, "
                 f"have extra {extra}"
             )

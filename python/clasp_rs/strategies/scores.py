@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs.arrays import layout_hint
-from clasp_rs.exceptions import InvalidProbabilitiesError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidProbabilitiesError
 from clasp_rs.io.probabilities import source_shape
 from clasp_rs.strategies.types import MAP_NEEDS, ScoreSet
 
@@ -23,7 +23,7 @@ __all__ = ["compute_score_sets", "score_set_for_case", "score_set_from_maps"]
 
 def _check_case(case: Any) -> str:
     if not isinstance(case, str) or not case or "/" in case or "\\" in case or case in (".", ".."):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"case names must be non-empty strings without path separators, got {case!r}"
         )
     return case

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clasp_rs._engine import ScoreSource, Taken
+from clasp_rs._messages import shown
+from clasp_rs.exceptions import InvalidArgumentError
 from clasp_rs.patches import Box, Patch
 from clasp_rs.selection import as_annotated_boxes, as_count, as_patch_size, as_stride
 
@@ -19,6 +21,7 @@ __all__ = [
     "CaseSelection",
     "QueryRequest",
     "QueryResult",
+    "INT64_MAX",
     "ScoreSet",
     "as_int",
 ]
@@ -28,14 +31,25 @@ __all__ = [
 MAP_NEEDS = frozenset({"classes", "entropy", "mutual_information"})
 
 
-def as_int(value: Any, what: str, minimum: int) -> int:
-    """``value`` as an int, checked to be an integer ``>= minimum``.
+INT64_MAX = 2**63 - 1
+"""The largest loop, count or cap a query takes: the engine keeps them in 64-bit integers."""
+
+
+def as_int(value: Any, what: str, minimum: int, maximum: int = INT64_MAX) -> int:
+    """``value`` as an int, checked to be an integer in ``[minimum, maximum]``.
 
     Raises:
-        ValueError: not an integer, or below ``minimum``.
+        InvalidArgumentError: not an integer, or out of range.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not minimum <= int(value) <= maximum
+    ):
+        upper = "2**63" if maximum == INT64_MAX else str(maximum + 1)
+        raise InvalidArgumentError(
+            f"{what} must be an integer in [{minimum}, {upper}), got {shown(value)}"
+        )
     return int(value)
 
 
@@ -81,7 +95,7 @@ class QueryRequest:
             ValueError: ``loop`` or ``per_volume`` is invalid, or ``annotated`` is not a dict.
         """
         if annotated is not None and not isinstance(annotated, Mapping):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "annotated must be a dict case name -> list of Patch (or 6-tuples), got "
                 f"{type(annotated).__name__}"
             )

@@ -12,7 +12,7 @@ import numpy as np
 
 from clasp_rs._optional import import_torch, torch_or_none
 from clasp_rs.devices import TorchlessCpu, maps_device
-from clasp_rs.exceptions import InvalidProbabilitiesError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidProbabilitiesError, InvalidTypeError
 from clasp_rs.io.folds import FoldReader, open_fold
 from clasp_rs.uncertainty.checks import SUM_TOLERANCE
 from clasp_rs.uncertainty.numpy_backend import NumpySlabs
@@ -95,11 +95,13 @@ class FoldAccumulator:
                 ``"torch"`` (the CUDA code path, executed on the CPU).
         """
         if chunk_z is not None and (isinstance(chunk_z, bool) or not isinstance(chunk_z, int)):
-            raise TypeError(f"chunk_z must be an int or None, got {type(chunk_z).__name__}")
+            raise InvalidTypeError(f"chunk_z must be an int or None, got {type(chunk_z).__name__}")
         if chunk_z is not None and chunk_z < 1:
-            raise ValueError(f"chunk_z must be >= 1, got {chunk_z}")
+            raise InvalidArgumentError(f"chunk_z must be >= 1, got {chunk_z}")
         if cpu_kernels not in ("numpy", "torch"):
-            raise ValueError(f"cpu_kernels must be 'numpy' or 'torch', got {cpu_kernels!r}")
+            raise InvalidArgumentError(
+                f"cpu_kernels must be 'numpy' or 'torch', got {cpu_kernels!r}"
+            )
         self.device = maps_device(device)
         if isinstance(self.device, TorchlessCpu) and cpu_kernels == "torch":
             import_torch()  # raises, naming the extra to install

@@ -4,6 +4,7 @@ engine to memory-map.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clasp_rs._atomic import atomic_path
-from clasp_rs.exceptions import InvalidScoresError
+from clasp_rs.exceptions import InvalidArgumentError, InvalidScoresError
 
 __all__ = ["ScoreDtype", "score_volume_names", "write_score_volume", "write_score_volumes"]
 
@@ -45,40 +46,78 @@ def write_score_volume(
         path: destination ``.npy`` path.
         dtype: ``"float32"`` or ``"float16"``.
 
+    The file's blocks are reserved (``posix_fallocate``) and the data written, never
+    memory-mapped: a full disk is an ``OSError`` and leaves nothing behind.
+
     Returns:
         The written path.
 
     Raises:
+        OSError: the disk is full or the folder is not writable (the error names ``path``).
         InvalidScoresError: wrong dimensionality, or values that are not finite and
             non-negative in the chosen dtype.
         ValueError: unsupported dtype.
     """
     if dtype not in ("float32", "float16"):
-        raise ValueError(f"unsupported score dtype {dtype!r}: expected 'float32' or 'float16'")
+        raise InvalidArgumentError(
+            f"unsupported score dtype {dtype!r}: expected 'float32' or 'float16'"
+        )
     array = volume.detach().cpu().numpy() if hasattr(volume, "detach") else np.asarray(volume)
     path = Path(path)
     if array.ndim != 3:
         raise InvalidScoresError(
             f"{path.name}: a score volume must be 3-D (Z, Y, X), got shape {array.shape}"
         )
+    target = np.dtype(dtype)
     with atomic_path(path, overwrite=True) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=array.shape)
         try:
-            step = max(1, _WRITE_CHUNK_ELEMENTS // max(1, array.shape[1] * array.shape[2]))
-            for z0 in range(0, array.shape[0], step):
-                block = out[z0 : z0 + step]
-                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-                    np.copyto(block, array[z0 : z0 + step], casting="unsafe")
-                if not (np.isfinite(block).all() and (block >= 0).all()):
-                    bad = int(np.count_nonzero(~(np.isfinite(block) & (block >= 0))))
-                    raise InvalidScoresError(
-                        f"{path.name}: {bad} values in Z slices {z0}..{z0 + len(block) - 1} are "
-                        f"not finite and non-negative in {dtype}; expected scores >= 0"
-                    )
-            out.flush()
-        finally:
-            del out
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array_header_1_0(
+                    f,
+                    {
+                        "descr": np.lib.format.dtype_to_descr(target),
+                        "fortran_order": False,
+                        "shape": array.shape,
+                    },
+                )
+                _reserve(f, f.tell() + array.size * target.itemsize, path)
+                _write_checked(f, array, target, path.name, dtype)
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, f"{e.strerror} (writing a score map)", str(path)) from None
     return path
+
+
+def _reserve(f: Any, size: int, path: Path) -> None:
+    # Reserve the file's blocks before writing: a full disk fails here, at once, as an
+    # OSError (never as SIGBUS in a memory map, nor halfway through the data). Filesystems
+    # without fallocate get plain writes, which still fail cleanly.
+    if not hasattr(os, "posix_fallocate"):  # macOS
+        return
+    f.flush()
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(
+                e.errno, f"{e.strerror} (reserving {size} bytes for a score map)", str(path)
+            ) from None
+
+
+def _write_checked(f: Any, array: np.ndarray, target: np.dtype, name: str, dtype: str) -> None:
+    step = max(1, _WRITE_CHUNK_ELEMENTS // max(1, array.shape[1] * array.shape[2]))
+    for z0 in range(0, array.shape[0], step):
+        block = np.empty((min(step, array.shape[0] - z0), *array.shape[1:]), dtype=target)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            np.copyto(block, array[z0 : z0 + step], casting="unsafe")
+        if not (np.isfinite(block).all() and (block >= 0).all()):
+            bad = int(np.count_nonzero(~(np.isfinite(block) & (block >= 0))))
+            raise InvalidScoresError(
+                f"{name}: {bad} values in Z slices {z0}..{z0 + len(block) - 1} are "
+                f"not finite and non-negative in {dtype}; expected scores >= 0"
+            )
+        f.write(block.data)
 
 
 def write_score_volumes(
