@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 from clasp_rs.cli import main
 from clasp_rs.exceptions import DatasetError
@@ -376,40 +374,6 @@ def test_hand_out_writes_the_export_and_refuses_symlinks(experiment, tmp_path):
     with pytest.raises(OSError, match="symbolic link"):
         hand_out(exp, 0)
     assert sorted(p.name for p in outside.iterdir()) == ["precious.nii.gz"]
-
-
-def test_the_waiting_message_is_printed_once(experiment, capsys):
-    """The run's stop returns its message for the caller to print; it prints nothing itself."""
-    from clasp_rs.loop.driver import _Loop
-    from clasp_rs.loop.settings import RunOptions
-    from clasp_rs.loop.tasks import LoopContext
-    from clasp_rs.nnunet.paths import nnunet_paths
-    from clasp_rs.strategies import get_strategy
-
-    exp, _ = experiment
-    state = load_state(exp.state_file)
-    state.waiting = None
-    buffer = io.StringIO()
-    console = Console(file=buffer)
-    ctx = LoopContext(
-        exp=exp,
-        paths=nnunet_paths(),
-        strategy=get_strategy("random", seed=0),
-        trainer="nnUNetTrainer_clasp_tiny",
-        configuration="3d_fullres",
-        folds=(0,),
-        device="cpu",
-        console=console,
-    )
-    loop = _Loop(ctx, state, {"folds": [0], "n_loops": 2}, RunOptions(), None)
-    outcome = loop.wait_for_human(0)
-    assert buffer.getvalue() == ""
-    assert outcome.status == "waiting" and outcome.message.count("waiting for annotation") == 1
-    assert f"clasp-rs annotate {exp.root} --labels {exp.root / 'to_annotate' / 'loop_001'}" in (
-        outcome.message
-    )
-    assert "itksnap -g" in outcome.message and ".mrk.json" in outcome.message
-    assert load_state(exp.state_file).waiting["folder"].endswith("loop_001")
 
 
 def test_a_resampled_case_is_annotated_on_its_original_scan(experiment, tmp_path):

@@ -48,6 +48,10 @@ def test_the_waiting_message_is_printed_once(monkeypatch, tmp_path, capsys):
     text = out.out + out.err
     assert text.count("waiting for annotation") == 1
     assert (exp.annotation_folder(1) / exp.file_of(exp.pool[0])).is_file()
+    # The hand-out (issue 9): what to open in a viewer, and the command that takes the labels.
+    flat = " ".join(text.split())
+    assert f"clasp-rs annotate {exp.root} --labels {exp.annotation_folder(1)}" in flat
+    assert "itksnap -g" in flat and ".mrk.json" in flat
     # Asked again, it says it again (once), and changes nothing.
     assert main(["run", str(exp.root), "--resume", "--device", "cpu"]) == 0
     out = capsys.readouterr()

@@ -136,6 +136,41 @@ def test_report_never_overwrites_an_earlier_report_unless_asked(env, capsys):
     assert main(["report", str(a.root), "--out", str(out), "--overwrite"]) == 0
 
 
+# Hides matplotlib and scipy from the report's process, as on a machine without the extra.
+_WITHOUT_REPORT_EXTRA = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("matplotlib", "scipy"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+from clasp_rs.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_report_without_the_report_extra_says_what_to_install(env):
+    """Issue 10, fault 9: was a ModuleNotFoundError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    a = _make(env, "exp_a", "random", [0.2, 0.4], seed=0)
+    out = env / "report"
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REPORT_EXTRA, "report", str(a.root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clasp-rs: error:"), done.stderr
+    assert "install clasp-rs[report]" in lines[0] and "Traceback" not in done.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_report_of_an_experiment_without_evaluated_loops_is_an_error(env):
     exp = init_experiment("900", env / "fresh", patch_size=(4, 16, 16), budget=8)
     with pytest.raises(DatasetError, match="no evaluated loop yet"):

@@ -24,7 +24,8 @@ STEPS = [
     "001/train/fold_0",
     "001/evaluate",
 ]
-PREDICT = ["000/predict/fold_0"]
+# ClaSP PE predicts the pool and queries it in one shard (fused maps, then the part).
+PREDICT = ["000/maps/part_0_of_1", "000/query/part_0_of_1"]
 
 
 class Killed(BaseException):

@@ -65,8 +65,9 @@ def render_case_preview(
     Returns:
         ``out``.
     """
-    import matplotlib
+    from clasp_rs._optional import import_report_dependency
 
+    matplotlib = import_report_dependency("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
