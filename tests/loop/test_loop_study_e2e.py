@@ -96,3 +96,29 @@ def test_study_init_run_kill_resume_concurrently_and_report(nnunet_env, capsys):
     ]
     for name in ("report.html", "study_curves.png", "study_ppm.png", "study_summary.csv"):
         assert (out / name).stat().st_size > 0
+
+
+@pytest.mark.nnunet
+@pytest.mark.slow
+def test_study_on_ray_runs_its_experiments_at_once_on_one_local_instance(nnunet_env):
+    """``study run --executor ray``: both experiments at once, each driver in its own process,
+    their tasks in the workers of one Ray instance the study started (and stopped)."""
+    ray = pytest.importorskip("ray")
+    import re
+
+    root = nnunet_env / "study"
+    init = ["study", "init", "900", str(root), "--strategies", "random", "random-fg66"]
+    assert main([*init, "--seeds", "0", "--patch-size", "4", "16", "16", "--budget", "8"]) == 0
+    options = StudyRunOptions(
+        loops=2, trainer="nnUNetTrainer_clasp_tiny", folds=[0], device="cpu", executor="ray"
+    )
+    outcomes = run_study(root, options)
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    assert not ray.is_initialized()  # the study's own instance is shut down
+    for e in load_study(root).experiments:
+        assert load_state(e.root / "state.json").done_keys() == STEPS, e.name
+        log = (e.root / "study_run.log").read_text()
+        driver = int(re.search(r"driven by pid (\d+)", log).group(1))
+        steps = load_state(e.root / "state.json").steps
+        # Run by Ray workers, not by the experiment's driver process.
+        assert all(s["pid"] != driver for s in steps), e.name

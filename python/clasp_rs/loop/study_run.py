@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import socket
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -115,12 +116,14 @@ def _shared_ray(options: StudyRunOptions, concurrent: int) -> Iterator[StudyRunO
     if options.executor != "ray" or options.ray_address is not None or concurrent <= 1:
         yield options
         return
-    from clasp_rs.loop.executors.ray_executor import import_ray
+    from clasp_rs.loop.executors.ray_executor import import_ray, start_local_ray
 
     ray = import_ray()
-    ray.init(include_dashboard=False)
+    if ray.is_initialized():  # this process is part of a Ray instance already: use that
+        yield dataclasses.replace(options, ray_address=ray.get_runtime_context().gcs_address)
+        return
+    address = start_local_ray()
     try:
-        address = ray.get_runtime_context().gcs_address
         yield dataclasses.replace(options, ray_address=address)
     finally:
         ray.shutdown()
@@ -293,6 +296,10 @@ def _run_logged(root: str, name: str, run_options: Any) -> StudyOutcome:
         contextlib.redirect_stderr(stream),
     ):
         console = Console(file=stream, highlight=False, soft_wrap=True, force_terminal=False)
+        # Which process drives the experiment: the one to look for (or stop) while it runs.
+        stream.write(
+            f"clasp-rs study: {name} driven by pid {os.getpid()} on {socket.gethostname()}\n"
+        )
         try:
             outcome = run_experiment(root, run_options, console=console)
         except Exception as err:

@@ -35,7 +35,7 @@ from clasp_rs.loop.executors.base import (
     run_task,
 )
 
-__all__ = ["RayExecutor", "import_ray", "worker_environment"]
+__all__ = ["RayExecutor", "import_ray", "start_local_ray", "worker_environment"]
 
 # Variables a worker on another node needs to see as the driver does.
 _FORWARDED_PREFIXES = ("nnUNet_", "CLASP_RS_")
@@ -100,6 +100,27 @@ def _run_in_worker(task: Task) -> TaskRecord:
         return run_task(task, threads=threads)
 
 
+# Ray's dashboard and its log forwarding would put Ray's output between the run's lines.
+_QUIET: dict[str, Any] = {
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "configure_logging": False,
+}
+
+
+def start_local_ray(
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    init_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Start a local Ray instance in this process (this machine's CPUs and GPUs unless
+    given); returns its address, which other processes pass as ``address`` to join it."""
+    ray = import_ray()
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **{**_QUIET, **(init_options or {})})
+    return str(ray.get_runtime_context().gcs_address)
+
+
 class RayExecutor(Executor):
     """Runs a task graph on Ray.
 
@@ -134,18 +155,12 @@ class RayExecutor(Executor):
         self.env = None if env is None else dict(env)
         self._started = False
         if not ray.is_initialized():
-            options: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "configure_logging": False,
-            }
             if address is not None:
                 if num_cpus is not None or num_gpus is not None:
                     raise ValueError("num_cpus/num_gpus describe a local instance, not a cluster")
-                ray.init(address=address, **options)
+                ray.init(address=address, **_QUIET)
             else:
-                options.update(init_options or {})
-                ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **options)
+                start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, init_options=init_options)
                 self._started = True
         self._remote = ray.remote(_run_in_worker)
 
