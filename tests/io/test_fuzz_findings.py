@@ -82,3 +82,16 @@ def test_npz_of_a_real_export_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "case.npz"
     np.savez_compressed(path, probabilities=p / p.sum(0))
     assert len(ClaspPE().query({"case": str(path)}, 3, 0, (2, 2, 2), device="cpu")) == 3
+
+
+def test_unknown_case_with_a_carriage_return_stays_on_one_line(tmp_path):
+    """Found by export_query, seed 1796209462: a loop file naming the case "\\r0" (JSON
+    escapes it) ended in a LoopFileError message that a carriage return split in two."""
+    from clasp_rs.exceptions import LoopFileError
+    from clasp_rs.query.steps import read_annotated
+
+    loop = tmp_path / "loop_000.json"
+    loop.write_bytes(b'{"patches": [{"file": "\\r0", "coords": [0, 0, 0], "size": [1, 1, 1]}]}')
+    with pytest.raises(LoopFileError, match=r"not in the probability folder: \\r0$") as info:
+        read_annotated([loop], ["case_0"])
+    assert len(str(info.value).splitlines()) == 1, str(info.value)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clasp_rs._engine import __version__
+from clasp_rs._messages import escaped
 from clasp_rs.exceptions import LoopFileError
 from clasp_rs.io.parts import Part, annotated_digest
 from clasp_rs.io.probabilities import ProbabilityExport
@@ -123,8 +124,8 @@ def read_annotated(
         if unknown:
             names = sorted(unknown)
             raise LoopFileError(
-                f"loop file {os.fspath(loop_file)} names {len(names)} case(s) that are not in "
-                f"the probability folder: {', '.join(names[:8])}"
+                f"loop file {escaped(os.fspath(loop_file))} names {len(names)} case(s) that are "
+                f"not in the probability folder: {', '.join(escaped(n) for n in names[:8])}"
                 + (" ..." if len(names) > 8 else "")
             )
     return dict(annotated)
