@@ -72,19 +72,34 @@ def as_count(n: Any) -> int:
     return int(n)
 
 
+def _is_sequence(value: Any) -> bool:
+    # A string is iterable, but never meant as three sizes.
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
+
+
+def _voxel_triple(value: Any) -> tuple[int, int, int] | None:
+    """``value`` as 3 integers (z, y, x) in [1, 2**62], or None when it is not that."""
+    if not _is_sequence(value):
+        return None
+    items = tuple(value)
+    if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
+        return None
+    return int(items[0]), int(items[1]), int(items[2])
+
+
 def as_patch_size(patch_size: Any) -> tuple[int, int, int]:
     """Validate a patch size: 3 integers (dz, dy, dx) in [1, 2**62]."""
-    if isinstance(patch_size, (str, bytes)) or not isinstance(patch_size, Iterable):
+    if not _is_sequence(patch_size):
         raise InvalidPatchError(
             f"patch size must be 3 positive integers (z, y, x), got {shown(patch_size)}"
         )
-    items = tuple(patch_size)
-    if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
+    triple = _voxel_triple(patch_size)
+    if triple is None:
         raise InvalidPatchError(
             "patch size must be 3 positive integers (z, y, x), each at most 2**62, for a 3-D "
             f"volume, got {shown(patch_size)}"
         )
-    return int(items[0]), int(items[1]), int(items[2])
+    return triple
 
 
 def as_stride(stride: Any) -> tuple[int, int, int]:
@@ -95,18 +110,13 @@ def as_stride(stride: Any) -> tuple[int, int, int]:
                 f"stride must be a positive integer of at most 2**62, got {shown(stride)}"
             )
         return int(stride), int(stride), int(stride)
-    if isinstance(stride, (str, bytes)) or not isinstance(stride, Iterable):
+    triple = _voxel_triple(stride)
+    if triple is None:
         raise InvalidPatchError(
             "stride must be a positive integer or 3 positive integers (z, y, x), each at most "
             f"2**62, got {shown(stride)}"
         )
-    items = tuple(stride)
-    if len(items) != 3 or not all(_is_int(v) and 0 < int(v) <= _MAX_VOXEL for v in items):
-        raise InvalidPatchError(
-            "stride must be a positive integer or 3 positive integers (z, y, x), each at most "
-            f"2**62, got {shown(stride)}"
-        )
-    return int(items[0]), int(items[1]), int(items[2])
+    return triple
 
 
 def as_beta(beta: Any) -> float:
@@ -187,7 +197,7 @@ def as_score_source(scores: Any) -> npt.NDArray[np.floating[Any]] | str:
 def _as_box(item: Any) -> Box:
     if isinstance(item, Patch):
         return item.box
-    if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
+    if not _is_sequence(item):
         raise InvalidPatchError(
             "annotated patches must be clasp_rs.Patch or (z, y, x, dz, dy, dx) tuples, "
             f"got {shown(item)}"

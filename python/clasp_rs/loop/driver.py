@@ -224,6 +224,18 @@ class _Loop:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    def loop_tasks(self, t: int, shards: int, *, until_evaluate: bool) -> list[Task]:
+        """The tasks of loop ``t`` not yet done (see :func:`graph.build_loop_graph`)."""
+        return graph.build_loop_graph(
+            self.spec,
+            self.state,
+            t,
+            shards=shards,
+            network=self.network,
+            until_evaluate=until_evaluate,
+            simulate=bool(self.settings["simulate"]),
+        )
+
     def run_graph(self, tasks: list[Task]) -> None:
         if tasks:
             self.executor.run(tasks, on_start=self.started, on_done=self.done)
@@ -243,17 +255,7 @@ class _Loop:
             self.remaining = graph.remaining_keys(self.spec, self.state, t, shards)
             if t == 0 and not self.state.is_done(step_key(0, "plan")):
                 # Alone first: later tasks need the plans identifier it records.
-                self.run_graph(
-                    graph.build_loop_graph(
-                        self.spec,
-                        self.state,
-                        0,
-                        shards=shards,
-                        network=self.network,
-                        until_evaluate=True,
-                        simulate=simulate,
-                    )[:1]
-                )
+                self.run_graph(self.loop_tasks(0, shards, until_evaluate=True)[:1])
             ctx = graph.context(self.spec)
             stop = (
                 self.options.stop_before_prediction
@@ -261,17 +263,7 @@ class _Loop:
                 and not self.state.is_done(step_key(t, "query"))
                 and querying.complete_parts(ctx, t) is None
             )
-            self.run_graph(
-                graph.build_loop_graph(
-                    self.spec,
-                    self.state,
-                    t,
-                    shards=shards,
-                    network=self.network,
-                    until_evaluate=stop,
-                    simulate=simulate,
-                )
-            )
+            self.run_graph(self.loop_tasks(t, shards, until_evaluate=stop))
             if t == self.n_loops - 1:
                 break
             if stop:

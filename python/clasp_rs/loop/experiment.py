@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clasp_rs.exceptions import DatasetError
-from clasp_rs.io.json_files import read_json
+from clasp_rs.io.json_files import malformed_json, read_folder_json
 
 __all__ = ["EXPERIMENT_FILE", "Experiment", "load_experiment"]
 
@@ -150,18 +149,16 @@ def load_experiment(root: str | os.PathLike[str]) -> Experiment:
         FileNotFoundError: the folder or its experiment.json does not exist.
         DatasetError: the file is not an experiment written by ``clasp-rs init``.
     """
-    folder = Path(root).resolve()
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            2, "experiment folder not found (create it with clasp-rs init)", str(folder)
-        )
-    doc = read_json(folder / EXPERIMENT_FILE, "experiment.json (written by clasp-rs init)")
-    try:
-        if doc["version"] != FORMAT_VERSION:
-            raise DatasetError(
-                f"{folder / EXPERIMENT_FILE}: format version {doc['version']}, this clasp-rs "
-                f"reads version {FORMAT_VERSION}"
-            )
+    hint = "; expected the file clasp-rs init writes"
+    folder, doc = read_folder_json(
+        root,
+        EXPERIMENT_FILE,
+        kind="experiment",
+        command="clasp-rs init",
+        version=FORMAT_VERSION,
+        hint=hint,
+    )
+    with malformed_json(folder / EXPERIMENT_FILE, hint):
         return Experiment(
             root=folder,
             seed=int(doc["seed"]),
@@ -190,10 +187,3 @@ def load_experiment(root: str | os.PathLike[str]) -> Experiment:
             ),
             resampled=[str(c) for c in doc.get("resampling", {}).get("cases", [])],
         )
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, DatasetError):
-            raise
-        raise DatasetError(
-            f"{folder / EXPERIMENT_FILE} is incomplete or malformed ({type(err).__name__}: "
-            f"{err}); expected the file clasp-rs init writes"
-        ) from None

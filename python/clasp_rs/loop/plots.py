@@ -57,10 +57,18 @@ def legend_label(stratum: int | None, names: Mapping[int, str]) -> str:
     return "random" if stratum is None else stratum_label(stratum, names)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path, overwrite=True, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    return path
+def _save_and_close(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` to ``path`` atomically and close it (also when writing fails: pyplot
+    holds every open figure until it is closed)."""
+    import matplotlib.pyplot as plt
+
+    target = Path(path)
+    try:
+        with atomic_path(target, overwrite=True, suffix=target.suffix) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return target
 
 
 def plot_dice_vs_budget(summaries: Sequence[Any], path: str | os.PathLike[str]) -> Path:
@@ -98,9 +106,7 @@ def plot_dice_vs_budget(summaries: Sequence[Any], path: str | os.PathLike[str]) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return _save_and_close(fig, path)
 
 
 def _image_file(exp: Experiment, case: str) -> Path | None:
@@ -195,6 +201,4 @@ def plot_patches(
     )
     fig.suptitle(title or exp.root.name, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return _save_and_close(fig, path)

@@ -21,6 +21,7 @@ import csv
 import html
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,22 @@ standard error; &#9888; flagged: a fit whose rate cannot be trusted (hover for w
 """
 
 
+def check_report_folder(folder: Path, files: Sequence[str], overwrite: bool) -> None:
+    """Refuse to write a report over the files of an earlier one, before anything is written.
+
+    Raises:
+        FileExistsError: some of ``files`` exist in ``folder`` and ``overwrite`` is False.
+    """
+    existing = [n for n in files if (folder / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            17,
+            f"the report folder already holds {', '.join(existing)} (pass --overwrite to "
+            "replace them)",
+            str(folder),
+        )
+
+
 def build_report(
     experiments: list[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -267,14 +284,7 @@ def build_report(
         *(f"patches_{n}.png" for n in names),
         *(f"query_{n}.png" for n in names),
     ]
-    existing = [n for n in files if (folder / n).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            17,
-            f"the report folder already holds {', '.join(existing)} (pass --overwrite to "
-            "replace them)",
-            str(folder),
-        )
+    check_report_folder(folder, files, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "summary.json", {"experiments": [s.to_json() for s in summaries]})
     with (

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from clasp_rs.exceptions import DatasetError
-from clasp_rs.io.json_files import read_json, write_json
+from clasp_rs.io.json_files import malformed_json, read_folder_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
 from clasp_rs.loop.state import load_state, step_key
 
@@ -274,18 +274,10 @@ def load_study(root: str | os.PathLike[str]) -> Study:
         FileNotFoundError: no such folder or no study.json in it.
         DatasetError: a malformed study.json, or an experiment folder outside the study.
     """
-    folder = Path(root).resolve()
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            2, "study folder not found (create it with clasp-rs study init)", str(folder)
-        )
-    doc = read_json(folder / STUDY_FILE, "study.json (written by clasp-rs study init)")
-    try:
-        if doc["version"] != STUDY_VERSION:
-            raise DatasetError(
-                f"{folder / STUDY_FILE}: format version {doc['version']}, this clasp-rs reads "
-                f"version {STUDY_VERSION}"
-            )
+    folder, doc = read_folder_json(
+        root, STUDY_FILE, kind="study", command="clasp-rs study init", version=STUDY_VERSION
+    )
+    with malformed_json(folder / STUDY_FILE):
         experiments = []
         for item in doc["experiments"]:
             relative = str(item["folder"])
@@ -319,12 +311,6 @@ def load_study(root: str | os.PathLike[str]) -> Study:
             run=doc.get("run"),
             extra={k: v for k, v in doc.items() if k not in known},
         )
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, DatasetError):
-            raise
-        raise DatasetError(
-            f"{folder / STUDY_FILE} is incomplete or malformed ({type(err).__name__}: {err})"
-        ) from None
 
 
 @dataclass(frozen=True)

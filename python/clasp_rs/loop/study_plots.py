@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clasp_rs.loop.plots import _pyplot, _save
+from clasp_rs.loop.plots import _pyplot, _save_and_close
 from clasp_rs.metrics import MeanCI
 
 if TYPE_CHECKING:
@@ -95,9 +95,7 @@ def plot_study_curves(report: StudyReport, path: str | os.PathLike[str]) -> Path
     fig.suptitle("mean over seeds, band: 95 % CI", fontsize=10)
     _legend(fig, axes, report.rows)
     fig.tight_layout(rect=(0, 0.09, 1, 0.97))
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return _save_and_close(fig, path)
 
 
 def plot_study_per_class(report: StudyReport, path: str | os.PathLike[str]) -> Path:
@@ -126,9 +124,7 @@ def plot_study_per_class(report: StudyReport, path: str | os.PathLike[str]) -> P
     axes[0].set_ylabel("Dice on the test split")
     _legend(fig, axes, report.rows)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return _save_and_close(fig, path)
 
 
 def plot_study_ppm(report: StudyReport, path: str | os.PathLike[str]) -> Path:
@@ -174,6 +170,4 @@ def plot_study_ppm(report: StudyReport, path: str | os.PathLike[str]) -> Path:
     )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of budgets")
     fig.tight_layout()
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return _save_and_close(fig, path)

@@ -32,7 +32,7 @@ import numpy as np
 from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import write_json
-from clasp_rs.loop.report import ExperimentSummary, summarise_experiment
+from clasp_rs.loop.report import ExperimentSummary, check_report_folder, summarise_experiment
 from clasp_rs.loop.study import Study, StudyExperiment, experiment_progress, load_study
 from clasp_rs.metrics import (
     MeanCI,
@@ -226,17 +226,6 @@ def _row(strategy: str, done: list[tuple[StudyExperiment, ExperimentSummary]], n
     )
 
 
-def _check_out(folder: Path, overwrite: bool) -> None:
-    existing = [n for n in REPORT_FILES if (folder / n).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            17,
-            f"the report folder already holds {', '.join(existing)} (pass --overwrite to "
-            "replace them)",
-            str(folder),
-        )
-
-
 def build_study_report(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -263,7 +252,7 @@ def build_study_report(
 
     study = load_study(root)
     folder = Path(out)
-    _check_out(folder, overwrite)
+    check_report_folder(folder, REPORT_FILES, overwrite)
     progress = experiment_progress(study)
     finished = {p.experiment.name: p.finished for p in progress}
     summaries: dict[str, ExperimentSummary] = {}

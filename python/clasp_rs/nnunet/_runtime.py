@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from clasp_rs._optional import import_nnunetv2
 from clasp_rs.exceptions import DatasetError
@@ -48,18 +48,19 @@ def scoped_environ(**values: str | None) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for the duration of the block."""
     saved = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(values)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(saved)
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set each variable to its value; None removes it (restores a variable that was unset)."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 # Packages whose warnings inside nnU-Net calls are nnU-Net's business: e.g. its trainer

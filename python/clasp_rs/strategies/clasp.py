@@ -76,6 +76,7 @@ class ClaspPE(Strategy):
         self.shuffle_strata = bool(shuffle_strata)
 
     def params(self) -> dict[str, Any]:
+        # Key order is the order of the loop file's meta block.
         return {
             **super().params(),
             "alpha": self.alpha,
@@ -87,13 +88,7 @@ class ClaspPE(Strategy):
 
     def _params_without_schedule(self) -> dict[str, Any]:
         """The parameters of the variants that fix the noise (no beta0/beta_max/noise)."""
-        return {
-            "strategy": self.name,
-            "seed": self.seed,
-            "n_loops": self.n_loops,
-            "alpha": self.alpha,
-            "shuffle_strata": self.shuffle_strata,
-        }
+        return {**super().params(), "alpha": self.alpha, "shuffle_strata": self.shuffle_strata}
 
     def beta(self, loop: int) -> float | None:
         """The schedule's exponent at ``loop``, or None without noise."""
