@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from clasp_rs.loop.executors import EXECUTORS
 from clasp_rs.loop.settings import RunOptions
 
 __all__ = ["add_parser", "options_from_args", "run"]
@@ -78,7 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     many.add_argument(
         "--executor",
         default="local",
-        choices=["local", "ray"],
+        choices=EXECUTORS,
         help="local: every step in this process (default); ray: independent steps at once "
         "(pip install 'clasp-rs[ray]')",
     )

@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from clasp_rs.loop.executors import EXECUTORS
+
 __all__ = ["add_parser", "run"]
 
 
@@ -85,7 +87,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument(
         "--executor",
         default="local",
-        choices=["local", "ray"],
+        choices=EXECUTORS,
         help="how each experiment's tasks run: local (default) or ray (clasp-rs[ray])",
     )
     run.add_argument(
