@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "DEVICE_CHOICES",
     "MAPS_ON_CPU",
     "TorchlessCpu",
     "maps_device",
@@ -33,6 +34,10 @@ MAPS_ON_CPU = (
     "uncertainty maps run on the CPU: their kernels exist for cpu and cuda, not mps "
     "(nnU-Net still trains and predicts on mps)"
 )
+
+#: What the CLI offers for ``--device``; ``cuda:N`` is left to the library and to the Ray
+#: executor, which places each task on its own GPU.
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 _EXPECTED = "expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 

@@ -4,11 +4,13 @@ file that exists)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
-from clasp_rs.cli import main
+from clasp_rs.cli import build_parser, main
+from clasp_rs.devices import DEVICE_CHOICES
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "probabilities"
@@ -66,3 +68,22 @@ def test_other_files_and_folders_in_each_others_place(
     err = _error(capsys, _query(EXAMPLE, dataset, out, "--annotated", str(EXAMPLE)))
     assert "expected a loop file, got a folder" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _device_choices(parser: argparse.ArgumentParser, path: str = "") -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for action in parser._actions:
+        if "--device" in action.option_strings and action.choices is not None:
+            found[path] = list(action.choices)
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(_device_choices(sub, f"{path} {name}".strip()))
+    return found
+
+
+def test_every_command_that_runs_nnunet_offers_the_same_devices() -> None:
+    # study run once lacked mps, which run and annotate took.
+    found = _device_choices(build_parser())
+    assert {"run", "annotate", "study run"} <= set(found), found
+    assert all(choices == list(DEVICE_CHOICES) for choices in found.values()), found
+    assert main(["study", "run", "--help"]) == 0

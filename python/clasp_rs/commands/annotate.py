@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from clasp_rs.devices import DEVICE_CHOICES
+
 __all__ = ["add_parser", "run"]
 
 
@@ -35,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
+        choices=DEVICE_CHOICES,
         help="for the continued run",
     )
     parser.add_argument(

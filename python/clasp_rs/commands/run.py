@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from clasp_rs.devices import DEVICE_CHOICES
 from clasp_rs.loop.executors import EXECUTORS
 from clasp_rs.loop.settings import RunOptions
 
@@ -36,9 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--configuration", default=None, help="nnU-Net configuration (default 3d_fullres)"
     )
-    parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="default auto"
-    )
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto")
     parser.add_argument(
         "--simulate",
         action="store_true",

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from clasp_rs.devices import DEVICE_CHOICES
 from clasp_rs.loop.executors import EXECUTORS
 
 __all__ = ["add_parser", "run"]
@@ -81,9 +82,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--folds", nargs="+", type=int, default=None, metavar="K", help="default 0 1 2 3 4"
     )
     run.add_argument("--configuration", default=None, help="default 3d_fullres")
-    run.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto"
-    )
+    run.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto")
     run.add_argument(
         "--executor",
         default="local",

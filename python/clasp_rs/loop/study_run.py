@@ -46,7 +46,7 @@ class StudyRunOptions:
     Attributes:
         loops, trainer, folds, configuration: as for :class:`clasp_rs.loop.settings.RunOptions`,
             the same for every experiment.
-        device: ``auto``, ``cpu`` or ``cuda`` (may change between runs).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (may change between runs).
         executor: ``local`` (tasks in this process) or ``ray``.
         ray_address: with ``ray``: a running cluster (``auto`` or ``HOST:PORT``); ``None``
             starts one local Ray instance that every experiment of this run shares.
