@@ -16,7 +16,6 @@ An earlier report's files are never replaced unless asked (``--overwrite``).
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import math
@@ -30,6 +29,7 @@ from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
+from clasp_rs.loop.html_page import TABLE_CSS, figures_html
 from clasp_rs.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 
@@ -178,11 +178,6 @@ def _fg_cell(fit: ExponentialFit | None) -> str:
     return f'<td title="{reasons}" style="color:#a05a00">{fit.rate:.2f}{se} ⚠ flagged</td>'
 
 
-def _embed(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-
-
 def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
     rows = "".join(
         "<tr>"
@@ -205,18 +200,12 @@ def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
         for s in summaries
         for r in s.loops
     )
-    figures = "".join(
-        f"<figure>{_embed(p)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
-        for p in images
-    )
+    figures = figures_html(images)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>clasp-rs report</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #eee; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
-img {{ max-width: 100%; }} figure {{ margin: 0 0 2em 0; }}
+{TABLE_CSS}
 </style></head><body>
 <h1>clasp-rs active-learning report</h1>
 <p>Final Dice: mean foreground Dice of the fold ensemble on the test split after the last loop.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clasp_rs.loop.html_page import TABLE_CSS, figures_html
 from clasp_rs.metrics import MeanCI
 
 if TYPE_CHECKING:
@@ -115,11 +115,6 @@ def write_csvs(report: StudyReport, folder: Path) -> None:
     write_csv(folder / "study_ppm.csv", ["penalised \\ than", *methods], rows)
 
 
-def _embed(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-
-
 def _cell(text: str, title: str = "", cls: str = "") -> str:
     attrs = (f' title="{html.escape(title)}"' if title else "") + (f' class="{cls}"' if cls else "")
     return f"<td{attrs}>{html.escape(text)}</td>"
@@ -185,10 +180,7 @@ def study_html(report: StudyReport, images: list[Path]) -> str:
             + _cell(str(s.loops[-1].voxels))
             + "</tr>"
         )
-    figures = "".join(
-        f"<figure>{_embed(p)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
-        for p in images
-    )
+    figures = figures_html(images)
     run = study.run or {}
     init = study.init
     correction = report.correction or "none"
@@ -197,11 +189,8 @@ def study_html(report: StudyReport, images: list[Path]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>clasp-rs study report</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 80em; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-th, td {{ border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #eee; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
-td.flagged {{ color: #a05a00; background: #fff4e0; }}
-img {{ max-width: 100%; }} figure {{ margin: 0 0 2em 0; }}
+{TABLE_CSS}
+td {{ white-space: nowrap; }} td.flagged {{ color: #a05a00; background: #fff4e0; }}
 p.note {{ color: #555; font-size: 0.9em; }}
 </style></head><body>
 <h1>clasp-rs study report: {html.escape(study.root.name)}</h1>
