@@ -10,11 +10,13 @@ from pathlib import Path
 
 __all__ = ["TABLE_CSS", "figures_html"]
 
-#: Numbers right-aligned so digits line up; the first two columns hold names.
+#: Numbers right-aligned so digits line up; the first two columns hold names, and a ``text``
+#: cell holds a list of words.
 TABLE_CSS = """table { border-collapse: collapse; margin-bottom: 2em; }
 th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
 th { background: #eee; }
-td:first-child, td:nth-child(2), th:first-child, th:nth-child(2) { text-align: left; }
+td:first-child, td:nth-child(2), th:first-child, th:nth-child(2),
+.text { text-align: left; }
 img { max-width: 100%; } figure { margin: 0 0 2em 0; }"""
 
 

@@ -178,6 +178,10 @@ def _fg_cell(fit: ExponentialFit | None) -> str:
     return f'<td title="{reasons}" style="color:#a05a00">{fit.rate:.2f}{se} ⚠ flagged</td>'
 
 
+def _text_cell(values: dict[str, str]) -> str:
+    return f'<td class="text">{html.escape(", ".join(f"{k} {v}" for k, v in values.items()))}</td>'
+
+
 def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
     rows = "".join(
         "<tr>"
@@ -193,9 +197,9 @@ def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:
         "<tr>"
         f"<td>{html.escape(s.name)}</td><td>{html.escape(s.strategy)}</td><td>{r.loop}</td>"
         f"<td>{r.patches}</td><td>{r.voxels}</td>"
-        f"<td>{html.escape(', '.join(f'{k} {v}' for k, v in r.foreground.items()))}</td>"
+        f"{_text_cell({k: str(v) for k, v in r.foreground.items()})}"
         f"<td>{_fmt(r.foreground_fraction)}</td><td>{_fmt(r.dice)}</td>"
-        f"<td>{html.escape(', '.join(f'{k} {_fmt(v)}' for k, v in r.dice_per_class.items()))}</td>"
+        f"{_text_cell({k: _fmt(v) for k, v in r.dice_per_class.items()})}"
         "</tr>"
         for s in summaries
         for r in s.loops
@@ -218,7 +222,8 @@ standard error; &#9888; flagged: a fit whose rate cannot be trusted (hover for w
 <th>FG-Eff</th><th>plateau a</th><th>annotated voxels</th><th>patches</th></tr>{rows}</table>
 <h2>Per loop</h2>
 <table><tr><th>experiment</th><th>strategy</th><th>loop</th><th>patches</th><th>voxels</th>
-<th>foreground voxels</th><th>FG share</th><th>mean Dice</th><th>Dice per class</th></tr>
+<th class="text">foreground voxels</th><th>FG share</th><th>mean Dice</th>
+<th class="text">Dice per class</th></tr>
 {per_loop}</table>
 <h2>Figures</h2>{figures}
 </body></html>
