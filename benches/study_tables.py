@@ -4,14 +4,21 @@
 
 reads ``REPORT_DIR/study_summary.json`` (written by ``clasp-rs study report``) and prints the
 per-strategy table (mean ± 95 % CI over seeds of Final Dice, AUBC, FG-Eff, final per-class
-Dice), the Dice per loop, and the pairwise penalty matrix.
+Dice), the Dice per loop, the pairwise penalty matrix, each experiment's Dice per loop, and
+for every pair of strategies the paired Dice difference per budget over the seeds both
+finished with its two-sided one-sample t-test p-value (the tests behind the matrix).
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
+from scipy import stats
 
 
 def _ci(value: dict | None, digits: int = 3) -> str:
@@ -60,6 +67,47 @@ def main(folder: str) -> None:
         print(
             f"\nα = {ppm['alpha']}, correction {ppm['correction']}; seeds {doc['complete_seeds']}"
         )
+    _per_experiment(Path(folder))
+    _paired_tests(Path(folder), int(doc["run"]["n_loops"]))
+
+
+def _dice_by_seed(folder: Path) -> dict[str, dict[int, list[float]]]:
+    """Strategy → seed → mean Dice per loop, from ``study_experiments.csv``."""
+    out: dict[str, dict[int, list[float]]] = {}
+    with (folder / "study_experiments.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            loops = out.setdefault(row["strategy"], {}).setdefault(int(row["seed"]), [])
+            assert int(row["loop"]) == len(loops), row
+            loops.append(float(row["dice"]))
+    return out
+
+
+def _per_experiment(folder: Path) -> None:
+    dice = _dice_by_seed(folder)
+    strategies = list(dice)
+    print("\n| seed | " + " | ".join(strategies) + " |")
+    print("|---" * (1 + len(strategies)) + "|")
+    for seed in sorted({s for d in dice.values() for s in d}):
+        cells = [", ".join(f"{v:.3f}" for v in dice[m].get(seed, [])) or "–" for m in strategies]
+        print(f"| {seed} | " + " | ".join(cells) + " |")
+
+
+def _paired_tests(folder: Path, n_loops: int) -> None:
+    dice = _dice_by_seed(folder)
+    print("\n| pair (a − b) | " + " | ".join(f"loop {k}" for k in range(1, n_loops)) + " |")
+    print("|---" * n_loops + "|")
+    for a, b in itertools.combinations(dice, 2):
+        seeds = sorted(
+            s
+            for s in set(dice[a]) & set(dice[b])
+            if len(dice[a][s]) == n_loops and len(dice[b][s]) == n_loops
+        )
+        cells = []
+        for k in range(1, n_loops):
+            z = np.array([dice[a][s][k] - dice[b][s][k] for s in seeds])
+            p = stats.ttest_1samp(z, 0.0).pvalue if len(z) > 1 else float("nan")
+            cells.append(f"{z.mean():+.3f} (p {p:.3f})")
+        print(f"| {a} − {b} ({len(seeds)} seeds) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
