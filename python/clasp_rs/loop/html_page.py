@@ -8,7 +8,7 @@ import html
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["TABLE_CSS", "figures_html"]
+__all__ = ["TABLE_CSS", "figures_html", "table_cell"]
 
 #: Numbers right-aligned so digits line up; the first two columns hold names, and a ``text``
 #: cell holds a list of words.
@@ -18,6 +18,12 @@ th { background: #eee; }
 td:first-child, td:nth-child(2), th:first-child, th:nth-child(2),
 .text { text-align: left; }
 img { max-width: 100%; } figure { margin: 0 0 2em 0; }"""
+
+
+def table_cell(text: str, title: str = "", cls: str = "") -> str:
+    """One escaped ``<td>``; ``title`` shows on hover, ``cls`` is its CSS class."""
+    attrs = (f' title="{html.escape(title)}"' if title else "") + (f' class="{cls}"' if cls else "")
+    return f"<td{attrs}>{html.escape(text)}</td>"
 
 
 def _embedded_png(path: Path) -> str:

@@ -29,7 +29,7 @@ from clasp_rs._atomic import atomic_path, write_text_atomic
 from clasp_rs.exceptions import DatasetError
 from clasp_rs.io.json_files import read_json, write_json
 from clasp_rs.loop.experiment import Experiment, load_experiment
-from clasp_rs.loop.html_page import TABLE_CSS, figures_html
+from clasp_rs.loop.html_page import TABLE_CSS, figures_html, table_cell
 from clasp_rs.metrics import ExponentialFit, aubc, fg_efficiency
 from clasp_rs.patches import Patch, read_loop_file
 
@@ -179,7 +179,7 @@ def _fg_cell(fit: ExponentialFit | None) -> str:
 
 
 def _text_cell(values: dict[str, str]) -> str:
-    return f'<td class="text">{html.escape(", ".join(f"{k} {v}" for k, v in values.items()))}</td>'
+    return table_cell(", ".join(f"{k} {v}" for k, v in values.items()), cls="text")
 
 
 def _html(summaries: list[ExperimentSummary], images: list[Path]) -> str:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clasp_rs.loop.html_page import TABLE_CSS, figures_html
+from clasp_rs.loop.html_page import TABLE_CSS, figures_html, table_cell
 from clasp_rs.metrics import MeanCI
 
 if TYPE_CHECKING:
@@ -115,11 +115,6 @@ def write_csvs(report: StudyReport, folder: Path) -> None:
     write_csv(folder / "study_ppm.csv", ["penalised \\ than", *methods], rows)
 
 
-def _cell(text: str, title: str = "", cls: str = "") -> str:
-    attrs = (f' title="{html.escape(title)}"' if title else "") + (f' class="{cls}"' if cls else "")
-    return f"<td{attrs}>{html.escape(text)}</td>"
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -132,15 +127,16 @@ def study_html(report: StudyReport, images: list[Path]) -> str:
     names = list(report.rows[0].final_per_class) if report.rows else []
     strategy_rows = "".join(
         "<tr>"
-        + _cell(r.strategy)
-        + _cell(str(r.n_seeds))
-        + _cell(r.final_dice_text)
-        + _cell(r.aubc_text)
-        + _cell(r.fg_eff_text, cls="flagged" if r.fg_flagged else "")
-        + _cell(r.ppm_mean_text)
-        + _cell("–" if r.ppm_beats is None else f"{r.ppm_beats:.2f}")
+        + table_cell(r.strategy)
+        + table_cell(str(r.n_seeds))
+        + table_cell(r.final_dice_text)
+        + table_cell(r.aubc_text)
+        + table_cell(r.fg_eff_text, cls="flagged" if r.fg_flagged else "")
+        + table_cell(r.ppm_mean_text)
+        + table_cell("–" if r.ppm_beats is None else f"{r.ppm_beats:.2f}")
         + "".join(
-            _cell("–" if r.final_per_class[n] is None else _ci(r.final_per_class[n])) for n in names
+            table_cell("–" if r.final_per_class[n] is None else _ci(r.final_per_class[n]))
+            for n in names
         )
         + "</tr>"
         for r in report.rows
@@ -152,10 +148,10 @@ def study_html(report: StudyReport, images: list[Path]) -> str:
         if s is None:
             experiment_rows.append(
                 "<tr>"
-                + _cell(e.name)
-                + _cell(e.strategy)
-                + _cell(str(e.seed))
-                + _cell(state)
+                + table_cell(e.name)
+                + table_cell(e.strategy)
+                + table_cell(str(e.seed))
+                + table_cell(state)
                 + "<td></td>" * 5
                 + "</tr>"
             )
@@ -169,15 +165,15 @@ def study_html(report: StudyReport, images: list[Path]) -> str:
             title, cls = "; ".join(fit.flags), ("flagged" if fit.flags else "")
         experiment_rows.append(
             "<tr>"
-            + _cell(e.name)
-            + _cell(e.strategy)
-            + _cell(str(e.seed))
-            + _cell(f"{state} ({len(s.loops)} loop(s))")
-            + _cell(_fmt(s.final_dice))
-            + _cell(_fmt(s.aubc))
-            + _cell(fg, title, cls)
-            + _cell(" / ".join(_fmt(r.dice, 3) for r in s.loops))
-            + _cell(str(s.loops[-1].voxels))
+            + table_cell(e.name)
+            + table_cell(e.strategy)
+            + table_cell(str(e.seed))
+            + table_cell(f"{state} ({len(s.loops)} loop(s))")
+            + table_cell(_fmt(s.final_dice))
+            + table_cell(_fmt(s.aubc))
+            + table_cell(fg, title, cls)
+            + table_cell(" / ".join(_fmt(r.dice, 3) for r in s.loops))
+            + table_cell(str(s.loops[-1].voxels))
             + "</tr>"
         )
     figures = figures_html(images)
