@@ -67,8 +67,9 @@ def main(folder: str) -> None:
         print(
             f"\nα = {ppm['alpha']}, correction {ppm['correction']}; seeds {doc['complete_seeds']}"
         )
-    _per_experiment(Path(folder))
-    _paired_tests(Path(folder), int(doc["run"]["n_loops"]))
+    dice = _dice_by_seed(Path(folder))
+    _per_experiment(dice)
+    _paired_tests(dice, int(doc["run"]["n_loops"]))
 
 
 def _dice_by_seed(folder: Path) -> dict[str, dict[int, list[float]]]:
@@ -82,8 +83,7 @@ def _dice_by_seed(folder: Path) -> dict[str, dict[int, list[float]]]:
     return out
 
 
-def _per_experiment(folder: Path) -> None:
-    dice = _dice_by_seed(folder)
+def _per_experiment(dice: dict[str, dict[int, list[float]]]) -> None:
     strategies = list(dice)
     print("\n| seed | " + " | ".join(strategies) + " |")
     print("|---" * (1 + len(strategies)) + "|")
@@ -92,8 +92,7 @@ def _per_experiment(folder: Path) -> None:
         print(f"| {seed} | " + " | ".join(cells) + " |")
 
 
-def _paired_tests(folder: Path, n_loops: int) -> None:
-    dice = _dice_by_seed(folder)
+def _paired_tests(dice: dict[str, dict[int, list[float]]], n_loops: int) -> None:
     print("\n| pair (a − b) | " + " | ".join(f"loop {k}" for k in range(1, n_loops)) + " |")
     print("|---" * n_loops + "|")
     for a, b in itertools.combinations(dice, 2):
